@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Create .venv if missing and install the pinned development requirements when they changed.
+# Idempotent: a second run with unchanged requirements does nothing. Sourced by run-local and test.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$REPO/.venv"
+PYTHON="${PYTHON:-python3}"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "bootstrap: creating $VENV"
+  if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+      echo "bootstrap: installing python3-venv"
+      apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+      rm -rf "$VENV"
+      "$PYTHON" -m venv "$VENV"
+    else
+      echo "bootstrap: '$PYTHON -m venv' failed; install your distribution's python3-venv" >&2
+      exit 1
+    fi
+  fi
+fi
+
+STAMP="$VENV/.requirements.sha256"
+WANT="$(cat "$REPO/requirements-dev.txt" | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$WANT" ]; then
+  echo "bootstrap: installing development requirements (first run takes a few minutes)"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REPO/requirements-dev.txt"
+  echo "$WANT" > "$STAMP"
+fi
+export PATH="$VENV/bin:$PATH"
+export YOLO_OFFLINE=1

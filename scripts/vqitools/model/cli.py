@@ -1,0 +1,154 @@
+"""Argument parsing for scripts/model; each subcommand imports only what it needs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+MODEL_COMPONENT = REPO_ROOT / "components" / "model"
+
+
+def _generate(a: argparse.Namespace) -> int:
+    from vqitools.model.synth import SynthConfig, generate_dataset
+
+    counts = {"train": a.train, "val": a.val, "test": a.test}
+    counts = {k: v for k, v in counts.items() if v > 0}
+    info = generate_dataset(Path(a.out), a.seed, counts, SynthConfig(imgsz=a.imgsz))
+    print(f"wrote {info.data_yaml} counts={info.counts} boxes={info.boxes}")
+    return 0
+
+
+def _train(a: argparse.Namespace) -> int:
+    from vqitools.model.train import train
+
+    r = train(Path(a.data), Path(a.model), epochs=a.epochs, imgsz=a.imgsz, batch=a.batch,
+              workers=a.workers, project=Path(a.project), name=a.name, seed=a.seed,
+              hours=a.hours, patience=a.patience, mosaic=a.mosaic, close_mosaic=a.close_mosaic)
+    print(r.to_json())
+    return 0
+
+
+def _export(a: argparse.Namespace) -> int:
+    from vqitools.model.export import export
+
+    meta = export(Path(a.weights), Path(a.out), imgsz=a.imgsz, opset=a.opset,
+                  data=Path(a.data) if a.data else None, version=a.version,
+                  tolerance=a.tolerance, train_command=a.train_command,
+                  dataset_desc=a.dataset_desc)
+    print(json.dumps(meta["export"], indent=2))
+    return 0
+
+
+def _quantize(a: argparse.Namespace) -> int:
+    from vqitools.model.quantize import quantize
+
+    report = quantize(Path(a.model_dir), Path(a.out), Path(a.calib), Path(a.data),
+                      n_calib=a.n_calib, max_map50_drop=a.max_map50_drop)
+    print(json.dumps(report, indent=2))
+    return 0 if report["accepted"] else 3
+
+
+def _evaluate(a: argparse.Namespace) -> int:
+    from vqitools.model.evaluate import evaluate_dir
+
+    res = evaluate_dir(Path(a.model_dir), Path(a.data), split=a.split, conf=a.conf, iou=a.iou,
+                       limit=a.limit)
+    print(json.dumps(res, indent=2))
+    if a.update_metrics:
+        from vqitools.model.package import record_metrics
+
+        record_metrics(Path(a.model_dir), a.update_metrics, res)
+    if a.min_map50 is not None and res["mAP50"] < a.min_map50:
+        print(f"mAP50 {res['mAP50']:.4f} is below the required {a.min_map50}", file=sys.stderr)
+        return 4
+    return 0
+
+
+def _package(a: argparse.Namespace) -> int:
+    from vqitools.model.package import package
+
+    dest = package(Path(a.model_dir), Path(a.component), version=a.version)
+    print(f"packaged into {dest}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="scripts/model", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    g = sub.add_parser("generate", help="write a synthetic YOLO dataset")
+    g.add_argument("--out", required=True)
+    g.add_argument("--seed", type=int, default=7)
+    g.add_argument("--train", type=int, default=900)
+    g.add_argument("--val", type=int, default=160)
+    g.add_argument("--test", type=int, default=0)
+    g.add_argument("--imgsz", type=int, default=320)
+    g.set_defaults(fn=_generate)
+
+    t = sub.add_parser("train", help="train a YOLO detector offline from a model YAML")
+    t.add_argument("--data", required=True, help="YOLO dataset YAML")
+    t.add_argument("--model", default=str(Path(__file__).with_name("vqi-scratch-yolo.yaml")))
+    t.add_argument("--epochs", type=int, default=60)
+    t.add_argument("--hours", type=float, default=None, help="time budget; overrides --epochs")
+    t.add_argument("--imgsz", type=int, default=320)
+    t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--workers", type=int, default=2)
+    t.add_argument("--project", default="runs/vqi")
+    t.add_argument("--name", default="train")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--patience", type=int, default=100)
+    t.add_argument("--mosaic", type=float, default=1.0)
+    t.add_argument("--close-mosaic", type=int, default=5)
+    t.set_defaults(fn=_train)
+
+    e = sub.add_parser("export", help="export weights to ONNX + model.json, check parity")
+    e.add_argument("--weights", required=True)
+    e.add_argument("--out", required=True, help="output folder for model.onnx + model.json")
+    e.add_argument("--imgsz", type=int, default=320)
+    e.add_argument("--opset", type=int, default=17)
+    e.add_argument("--data", default=None, help="dataset YAML: parity images come from val")
+    e.add_argument("--version", default="1.0.0")
+    e.add_argument("--tolerance", type=float, default=1e-3)
+    e.add_argument("--train-command", default="")
+    e.add_argument("--dataset-desc", default="")
+    e.set_defaults(fn=_export)
+
+    q = sub.add_parser("quantize", help="static int8 QDQ quantization with an mAP guard")
+    q.add_argument("--model-dir", required=True, help="folder with the float model.onnx/json")
+    q.add_argument("--out", required=True)
+    q.add_argument("--calib", required=True, help="folder of calibration images")
+    q.add_argument("--data", required=True, help="dataset YAML used to compare mAP")
+    q.add_argument("--n-calib", type=int, default=64)
+    q.add_argument("--max-map50-drop", type=float, default=0.02)
+    q.set_defaults(fn=_quantize)
+
+    v = sub.add_parser("evaluate", help="mAP of an exported model through onnxruntime")
+    v.add_argument("--model-dir", default=str(MODEL_COMPONENT))
+    v.add_argument("--data", required=True, help="dataset YAML")
+    v.add_argument("--split", default="test")
+    v.add_argument("--conf", type=float, default=0.001)
+    v.add_argument("--iou", type=float, default=0.6)
+    v.add_argument("--limit", type=int, default=None)
+    v.add_argument("--min-map50", type=float, default=None, help="exit 4 if below")
+    v.add_argument("--update-metrics", default=None, metavar="KEY",
+                   help="store the result under model.json metrics.KEY (re-hashes nothing)")
+    v.set_defaults(fn=_evaluate)
+
+    k = sub.add_parser("package", help="copy an exported model into components/model")
+    k.add_argument("--model-dir", required=True)
+    k.add_argument("--component", default=str(MODEL_COMPONENT))
+    k.add_argument("--version", default=None, help="new model/component version")
+    k.set_defaults(fn=_package)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

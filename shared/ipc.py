@@ -1,0 +1,113 @@
+"""Thin edge over the real Greengrass IPC client (awsiotsdk GreengrassCoreIPCClientV2).
+
+Components talk JSON over local pub/sub. This module keeps the SDK's types out of component code
+and turns a lost nucleus connection into a visible event, so a service can exit non-zero and be
+restarted by the nucleus instead of silently waiting forever.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+log = logging.getLogger(__name__)
+
+JsonHandler = Callable[[Any, str], None]
+
+
+class IpcClient:
+    """One IPC connection for one component process."""
+
+    def __init__(self, timeout: float = 10.0) -> None:
+        # Imported lazily so pure modules (and their tests) do not need awscrt.
+        import awsiot.greengrasscoreipc as gg
+        from awsiot.eventstreamrpc import LifecycleHandler
+        from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
+
+        self.disconnected = threading.Event()
+        outer = self
+
+        class _Lifecycle(LifecycleHandler):
+            def on_disconnect(self, reason: Optional[Exception]) -> None:
+                log.error("IPC connection to the nucleus lost: %s", reason)
+                outer.disconnected.set()
+
+        raw = gg.connect(lifecycle_handler=_Lifecycle(), timeout=timeout)
+        self._client = GreengrassCoreIPCClientV2(client=raw)
+        self._operations: List[Any] = []
+
+    # -- local pub/sub -------------------------------------------------------------------------
+    def publish_json(self, topic: str, message: Any) -> None:
+        self._client.publish_to_topic(topic=topic, publish_message={"json_message": {"message": message}})
+
+    def subscribe_json(self, topic: str, handler: JsonHandler) -> None:
+        """Call handler(message, topic) for each JSON (or UTF-8 JSON binary) message on topic."""
+        from awsiot.greengrasscoreipc.model import SubscriptionResponseMessage
+
+        def on_event(event: SubscriptionResponseMessage) -> None:
+            try:
+                if event.json_message is not None:
+                    payload = event.json_message.message
+                    source = event.json_message.context.topic if event.json_message.context else topic
+                elif event.binary_message is not None:
+                    payload = json.loads(event.binary_message.message.decode("utf-8"))
+                    ctx = event.binary_message.context
+                    source = ctx.topic if ctx else topic
+                else:
+                    return
+                handler(payload, source)
+            except Exception:  # one bad message must not kill the subscription
+                log.exception("handler failed for a message on %s", topic)
+
+        def on_error(error: Exception) -> bool:
+            log.error("subscription to %s failed: %s", topic, error)
+            return False
+
+        _, operation = self._client.subscribe_to_topic(
+            topic=topic, on_stream_event=on_event, on_stream_error=on_error
+        )
+        self._operations.append(operation)
+
+    # -- IoT Core --------------------------------------------------------------------------------
+    def publish_iot_core(self, topic: str, message: Any, qos: int = 1) -> None:
+        payload = message if isinstance(message, bytes) else json.dumps(
+            message, separators=(",", ":")
+        ).encode("utf-8")
+        self._client.publish_to_iot_core(topic_name=topic, qos=str(int(qos)), payload=payload)
+
+    # -- configuration ---------------------------------------------------------------------------
+    def get_configuration(self, key_path: Sequence[str] = ()) -> Dict[str, Any]:
+        response = self._client.get_configuration(key_path=list(key_path))
+        value = response.value
+        return value if isinstance(value, dict) else {}
+
+    def on_configuration_update(self, callback: Callable[[List[str]], None]) -> None:
+        """Call callback(key_path) whenever this component's configuration changes."""
+
+        def on_event(event: Any) -> None:
+            try:
+                callback(list(event.configuration_update_event.key_path or []))
+            except Exception:
+                log.exception("configuration update handler failed")
+
+        _, operation = self._client.subscribe_to_configuration_update(
+            key_path=[], on_stream_event=on_event
+        )
+        self._operations.append(operation)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def report_running(self) -> None:
+        self._client.update_state(state="RUNNING")
+
+    def report_errored(self) -> None:
+        self._client.update_state(state="ERRORED")
+
+    def close(self) -> None:
+        for operation in self._operations:
+            try:
+                operation.close()
+            except Exception:  # already closed by the server side
+                pass
+        self._client.close()

@@ -1,0 +1,151 @@
+"""Messages exchanged over Greengrass IPC, as dataclasses with a stable JSON form.
+
+Every message carries a schema version, an image id stable across retries and a UTC time, so
+consumers can be idempotent and old/new component versions can coexist during a rollout.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Any, Dict, List, Optional
+
+SCHEMA_VERSION = 1
+
+VERDICT_OK = "OK"
+VERDICT_DEFECT = "DEFECT"
+VERDICT_ERROR = "ERROR"
+VERDICTS = (VERDICT_OK, VERDICT_DEFECT, VERDICT_ERROR)
+
+
+class MessageError(ValueError):
+    """A message that cannot be parsed into the expected dataclass."""
+
+
+def utc_now() -> str:
+    """ISO 8601 UTC time with milliseconds and a Z suffix."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _require(data: Dict[str, Any], key: str, kind: type) -> Any:
+    if key not in data:
+        raise MessageError(f"missing field {key!r}")
+    value = data[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise MessageError(f"field {key!r} must be {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _known(cls: type, data: Dict[str, Any]) -> Dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+@dataclass
+class ImageEvent:
+    """Published by ImageSource on the image topic: one claimed image file, by path."""
+
+    image_id: str
+    path: str
+    size: int
+    camera_id: str
+    capture_time: str
+    attempt: int = 1
+    time: str = field(default_factory=utc_now)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "ImageEvent":
+        if not isinstance(data, dict):
+            raise MessageError("image event must be a JSON object")
+        _require(data, "image_id", str)
+        _require(data, "path", str)
+        if not data["image_id"]:
+            raise MessageError("field 'image_id' must not be empty")
+        values = _known(cls, data)
+        values.setdefault("size", 0)
+        values.setdefault("camera_id", "")
+        values.setdefault("capture_time", "")
+        return cls(**values)
+
+
+@dataclass
+class Detection:
+    """One detected object; box in original image pixels (x1, y1, x2, y2) and normalised 0..1."""
+
+    class_id: int
+    class_name: str
+    score: float
+    box: List[float]
+    box_norm: List[float]
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "Detection":
+        return cls(
+            class_id=_require(data, "class_id", int),
+            class_name=_require(data, "class_name", str),
+            score=_require(data, "score", float),
+            box=[float(v) for v in _require(data, "box", list)],
+            box_norm=[float(v) for v in _require(data, "box_norm", list)],
+        )
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    version: str
+    sha256: str
+
+
+@dataclass
+class InspectionResult:
+    """Published by Inference on the results topic: the verdict for one image, or why it has none."""
+
+    image_id: str
+    path: str
+    verdict: str
+    detections: List[Detection] = field(default_factory=list)
+    model: Optional[ModelInfo] = None
+    timings_ms: Dict[str, float] = field(default_factory=dict)
+    image_width: int = 0
+    image_height: int = 0
+    camera_id: str = ""
+    error: Optional[str] = None
+    thing_name: str = ""
+    time: str = field(default_factory=utc_now)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise MessageError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+
+    @property
+    def top_score(self) -> float:
+        return max((d.score for d in self.detections), default=0.0)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "InspectionResult":
+        if not isinstance(data, dict):
+            raise MessageError("result must be a JSON object")
+        _require(data, "image_id", str)
+        _require(data, "path", str)
+        _require(data, "verdict", str)
+        values = _known(cls, data)
+        values["detections"] = [Detection.from_dict(d) for d in data.get("detections") or []]
+        model = data.get("model")
+        values["model"] = ModelInfo(**_known(ModelInfo, model)) if isinstance(model, dict) else None
+        return cls(**values)
+
+
+def to_json(message: Any) -> str:
+    """Compact JSON for a message dataclass."""
+    return json.dumps(message.to_dict(), separators=(",", ":"), ensure_ascii=False)
