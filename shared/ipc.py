@@ -40,7 +40,9 @@ class IpcClient:
 
     # -- local pub/sub -------------------------------------------------------------------------
     def publish_json(self, topic: str, message: Any) -> None:
-        self._client.publish_to_topic(topic=topic, publish_message={"json_message": {"message": message}})
+        self._client.publish_to_topic(
+            topic=topic, publish_message={"json_message": {"message": message}}
+        )
 
     def subscribe_json(self, topic: str, handler: JsonHandler) -> None:
         """Call handler(message, topic) for each JSON (or UTF-8 JSON binary) message on topic."""
@@ -50,7 +52,8 @@ class IpcClient:
             try:
                 if event.json_message is not None:
                     payload = event.json_message.message
-                    source = event.json_message.context.topic if event.json_message.context else topic
+                    ctx = event.json_message.context
+                    source = ctx.topic if ctx else topic
                 elif event.binary_message is not None:
                     payload = json.loads(event.binary_message.message.decode("utf-8"))
                     ctx = event.binary_message.context

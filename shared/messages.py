@@ -105,7 +105,7 @@ class ModelInfo:
 
 @dataclass
 class InspectionResult:
-    """Published by Inference on the results topic: the verdict for one image, or why it has none."""
+    """Published by Inference on the results topic: one image's verdict, or why it has none."""
 
     image_id: str
     path: str

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -143,11 +144,30 @@ def zip_entries(component_dir: Path, package: str, extra_dirs: Optional[Dict[str
     entries = list(_walk(package_dir, package))
     entries += list(_walk(SHARED_DIR, "shared"))
     requirements = component_dir / "requirements.txt"
-    if requirements.is_file():
-        entries.append(("requirements.txt", requirements))
+    check_pinned(requirements)
+    entries.append(("requirements.txt", requirements))
     for arc_prefix, folder in (extra_dirs or {}).items():
         entries += list(_walk(folder, arc_prefix))
     return entries
+
+
+PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-z0-9.+!_-]+\s*(;.*)?$")
+
+
+def check_pinned(requirements: Path) -> None:
+    """A device install must be repeatable: every requirement pinned to one exact version."""
+    if not requirements.is_file():
+        raise BuildError(f"missing {requirements}: a Python component pins its requirements")
+    text = requirements.read_text(encoding="utf-8").replace("\\\n", " ")
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split(" #")[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        requirement = line.split(" --hash")[0].strip()
+        if not PIN.match(requirement):
+            raise BuildError(
+                f"{requirements}:{number}: {requirement!r} is not pinned as name==version"
+            )
 
 
 def sha256_file(path: Path) -> str:

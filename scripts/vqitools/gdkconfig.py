@@ -1,8 +1,9 @@
 """Keep every component's gdk-config.json in step with the root gdk-config.json.
 
 GDK reads gdk-config.json only from the folder it runs in, one component per file, so the
-monorepo-wide settings (gdk_version, author, version policy, build command, publish bucket, region,
-options) live once at the root and are copied into each component folder by `scripts/sync-gdk-config`.
+monorepo-wide settings (gdk_version, author, version policy, build command, publish bucket,
+region, options) live once at the root and are copied into each component folder by
+`scripts/sync-gdk-config`.
 """
 
 from __future__ import annotations

@@ -133,7 +133,8 @@ def decode(data: np.ndarray, max_pixels: int) -> np.ndarray:
     if image.shape[0] * image.shape[1] > max_pixels:
         raise ImageError(TOO_LARGE, f"{image.shape[1]}x{image.shape[0]} pixels is over the limit")
     if image.dtype != np.uint8:  # IMREAD_COLOR already gives 8 bits; guard other decoders
-        image = (image >> 8).astype(np.uint8) if image.dtype == np.uint16 else image.astype(np.uint8)
+        wide = image.dtype == np.uint16
+        image = (image >> 8).astype(np.uint8) if wide else image.astype(np.uint8)
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     return image

@@ -1,0 +1,46 @@
+"""Annotated copies of defect images (boxes + labels), written atomically to a folder."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from shared.messages import InspectionResult
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def file_name(image_id: str) -> str:
+    """A file name derived from the image id that cannot escape the folder."""
+    safe = _UNSAFE.sub("_", image_id).strip("._") or "image"
+    return safe[:200] + ".jpg"
+
+
+def draw(image: np.ndarray, result: InspectionResult) -> np.ndarray:
+    out = image.copy()
+    thick = max(1, round(max(out.shape[:2]) / 400))
+    for d in result.detections:
+        x1, y1, x2, y2 = (int(round(v)) for v in d.box)
+        cv2.rectangle(out, (x1, y1), (x2, y2), (0, 0, 255), thick)
+        label = f"{d.class_name} {d.score:.2f}"
+        cv2.putText(out, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4 * thick, (0, 0, 255), thick, cv2.LINE_AA)
+    return out
+
+
+def write(folder: str, image: np.ndarray, result: InspectionResult) -> Optional[str]:
+    """Write the annotated image; returns its path (None if encoding failed)."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, file_name(result.image_id))
+    ok, data = cv2.imencode(".jpg", draw(image, result), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        return None
+    tmp = path + ".part"
+    with open(tmp, "wb") as fh:
+        fh.write(data.tobytes())
+    os.replace(tmp, path)
+    return path

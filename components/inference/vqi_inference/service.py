@@ -1,0 +1,171 @@
+"""The IPC service: image events in, one inspection result per image id out.
+
+Idempotent by image id: a bounded LRU remembers recent results, and an id seen again is answered
+by re-publishing its cached result (an id still in flight is answered when it finishes). Results
+for transient read errors (file missing / I/O error) are not cached, so a retry re-reads the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from typing import Any, Dict, Optional, Set
+
+from shared.config import ConfigError
+from shared.messages import VERDICT_DEFECT, ImageEvent, InspectionResult, MessageError
+
+from . import COMPONENT_NAME, annotate, results, settings
+from .decode import TRANSIENT_CODES
+from .metrics import Metrics
+from .model import LoadedModel
+from .pipeline import Job, Limits, Outcome, Pipeline
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """Wires the pipeline to IPC; `ipc` is shared.ipc.IpcClient (or anything with its methods)."""
+
+    def __init__(self, ipc: Any, model: LoadedModel, config: settings.InferenceConfig,
+                 thing_name: str) -> None:
+        self.ipc = ipc
+        self.model = model
+        self.thing_name = thing_name
+        self.effective = settings.resolve(config, model.spec)  # ConfigError if it does not fit
+        self.started_config = config
+        self.metrics = Metrics(COMPONENT_NAME)
+        self._lock = threading.Lock()
+        self._recent: "OrderedDict[str, InspectionResult]" = OrderedDict()
+        self._inflight: Set[str] = set()
+        self._stop = threading.Event()
+        self._metrics_thread: Optional[threading.Thread] = None
+        self.pipeline = Pipeline(
+            model, self._limits, self._on_outcome,
+            decode_threads=config.decode_threads, prepared_queue=config.prepared_queue,
+            pending_queue=config.pending_queue,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self.pipeline.start()
+        self.ipc.subscribe_json(self.started_config.image_topic, self.on_message)
+        self.ipc.on_configuration_update(self.on_configuration_update)
+        self._metrics_thread = threading.Thread(target=self._metrics_loop, name="vqi-metrics",
+                                                daemon=True)
+        self._metrics_thread.start()
+        log.info("inspecting images from %s with model %s %s (%s), providers %s",
+                 self.started_config.image_topic, self.model.spec.name, self.model.spec.version,
+                 self.model.spec.sha256[:12], self.model.providers)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the images already accepted, publish their results, stop the threads."""
+        self._stop.set()
+        self.pipeline.close(timeout)
+        self._publish_metrics()
+
+    # -- inputs ------------------------------------------------------------------------------
+    def _limits(self) -> Limits:
+        eff = self.effective
+        return Limits(eff.thresholds, eff.config.max_image_bytes, eff.config.max_image_pixels,
+                      keep_image=bool(eff.config.annotated_dir))
+
+    def on_message(self, payload: Any, topic: str) -> None:
+        """Handle one image event (called on the IPC client's threads)."""
+        try:
+            event = ImageEvent.from_dict(payload)
+        except MessageError as exc:
+            log.warning("ignoring malformed image event on %s: %s", topic, exc)
+            self.metrics.count("bad_events")
+            return
+        with self._lock:
+            cached = self._recent.get(event.image_id)
+            if cached is not None:
+                self._recent.move_to_end(event.image_id)
+            elif event.image_id in self._inflight:
+                self.metrics.count("duplicates")
+                return
+            else:
+                self._inflight.add(event.image_id)
+        if cached is not None:
+            self.metrics.count("duplicates")
+            log.info("image %s seen before; re-publishing its result", event.image_id)
+            self._publish(cached)
+            return
+        self.pipeline.submit(Job(event.image_id, event.path, event))
+
+    def on_configuration_update(self, key_path: Any = None) -> None:
+        """Re-read the whole configuration; apply it if valid, keep the old one if not."""
+        try:
+            raw = self.ipc.get_configuration()
+            config = settings.parse(raw)
+            effective = settings.resolve(config, self.model.spec)
+        except ConfigError as exc:
+            log.error("configuration update rejected, previous configuration stays: %s", exc)
+            return
+        except Exception:
+            log.exception("cannot read the updated configuration")
+            return
+        self.effective = effective
+        pending = settings.restart_needed(self.started_config, config)
+        if pending:
+            log.warning("configuration keys %s take effect after a restart", pending)
+        log.info("configuration updated (%s)", "/".join(key_path or []) or "all")
+
+    # -- outputs -----------------------------------------------------------------------------
+    def _on_outcome(self, outcome: Outcome) -> None:
+        eff = self.effective
+        result = results.build(outcome, self.model.spec, eff.rules, self.thing_name)
+        if (result.verdict == VERDICT_DEFECT and eff.config.annotated_dir
+                and outcome.image is not None):
+            try:
+                annotate.write(eff.config.annotated_dir, outcome.image, result)
+            except Exception as exc:
+                log.warning("cannot write annotated image for %s: %s", result.image_id, exc)
+        code = outcome.error.code if outcome.error is not None else None
+        with self._lock:
+            self._inflight.discard(result.image_id)
+            if code not in TRANSIENT_CODES:
+                self._recent[result.image_id] = result
+                while len(self._recent) > eff.config.recent_ids:
+                    self._recent.popitem(last=False)
+        self.metrics.record(result.verdict, result.timings_ms, result.error)
+        if result.error:
+            log.warning("image %s (%s): %s", result.image_id, result.path, result.error)
+        self._publish(result)
+
+    def _publish(self, result: InspectionResult) -> None:
+        eff = self.effective
+        message = result.to_dict()
+        try:
+            self.ipc.publish_json(eff.config.result_topic, message)
+        except Exception as exc:
+            self.metrics.count("publish_failures")
+            log.error("cannot publish result for %s: %s", result.image_id, exc)
+        policy = eff.config.iot_core_policy
+        if policy == "ALL" or (policy == "DEFECTS" and result.verdict == VERDICT_DEFECT):
+            topic = settings.iot_topic(eff.config.iot_core_topic, self.thing_name)
+            if topic:
+                try:
+                    self.ipc.publish_iot_core(topic, message, eff.config.iot_core_qos)
+                except Exception as exc:
+                    self.metrics.count("publish_failures")
+                    log.error("cannot publish result for %s to IoT Core: %s",
+                              result.image_id, exc)
+
+    def _publish_metrics(self) -> Dict[str, Any]:
+        eff = self.effective
+        message = self.metrics.snapshot(queue_depth=self.pipeline.pending)
+        try:
+            if eff.config.metrics_topic:
+                self.ipc.publish_json(eff.config.metrics_topic, message)
+            topic = settings.iot_topic(eff.config.iot_core_metrics_topic, self.thing_name)
+            if topic:
+                self.ipc.publish_iot_core(topic, message, eff.config.iot_core_qos)
+        except Exception as exc:
+            log.warning("cannot publish metrics: %s", exc)
+        return message
+
+    def _metrics_loop(self) -> None:
+        while not self._stop.wait(self.effective.config.metrics_interval_s):
+            self._publish_metrics()

@@ -1,0 +1,335 @@
+"""The uploader service: results in, Stream Manager out, `archived` confirmations back.
+
+For each result (in arrival order, on one worker thread):
+1. a result already handled (same image id) is only confirmed again: nothing is exported twice;
+2. a review image is staged (hard link or copy) with its YOLO labels and result JSON;
+3. the result is appended to the results stream (durable in Stream Manager from here on);
+4. one S3 export task per staged file is appended to the export task stream;
+5. the image id is recorded and `vqi/archived` carries the result plus an `archive` object, which
+   tells ImageSource that it may complete the image.
+A second thread reads the export status stream (see status.py) and resubmits due retries.
+If Stream Manager is unreachable, the worker waits with backoff and nothing is confirmed, so
+ImageSource redelivers; nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from typing import Any, Dict, Optional
+
+from shared.config import ConfigError
+from shared.messages import InspectionResult, MessageError, utc_now
+from stream_manager import ReadMessagesOptions
+from stream_manager.exceptions import NotEnoughMessagesException
+
+from . import COMPONENT_NAME, labels, selection, streams
+from .config import UploaderConfig, load_config
+from .journal import HandledIds, OffsetFile
+from .keys import review_keys
+from .smlink import StreamManagerLink, Stopped
+from .staging import Staging
+from .status import (
+    OUTCOME_EXPORTED,
+    OUTCOME_FAILED,
+    OUTCOME_RETRY,
+    ExportTracker,
+    parse_status,
+    task_payload,
+)
+
+log = logging.getLogger(__name__)
+
+QUEUE_LIMIT = 1000
+STATUS_BATCH = 50
+STATUS_WAIT_MS = 1000
+
+
+def rules_of(cfg: UploaderConfig) -> selection.SelectionRules:
+    return selection.SelectionRules(
+        review_defects=cfg.review_defects,
+        uncertainty_low=cfg.uncertainty_low,
+        uncertainty_high=cfg.uncertainty_high,
+        ok_sample_rate=cfg.ok_sample_rate,
+        seed=cfg.sample_seed,
+    )
+
+
+class Uploader:
+    def __init__(self, cfg: UploaderConfig, ipc: Any, work_dir: str, thing_name: str = "") -> None:
+        self.cfg = cfg
+        self.rules = rules_of(cfg)
+        self.ipc = ipc
+        self.thing_name = cfg.thing_name or thing_name or "unknown-thing"
+        state = os.path.join(work_dir, "state")
+        self.staging = Staging(cfg.staging_dir or os.path.join(work_dir, "staging"))
+        self.handled = HandledIds(os.path.join(state, "handled.jsonl"), cfg.handled_ids_max)
+        self.tracker = ExportTracker(
+            os.path.join(state, "exports.jsonl"), self.staging, cfg.export_retry_limit,
+            cfg.export_retry_base_s, cfg.export_retry_max_s,
+        )
+        self.status_offset = OffsetFile(os.path.join(state, "status.offset"))
+        self.stop_event = threading.Event()
+        self.queue: "queue.Queue[Dict[str, Any]]" = queue.Queue(QUEUE_LIMIT)
+        self.counters: Dict[str, int] = {
+            "results_received": 0, "results_appended": 0, "duplicates": 0, "invalid": 0,
+            "dropped_queue_full": 0, "review_staged": 0, "review_missing_image": 0,
+            "exports_succeeded": 0, "exports_retried": 0, "exports_failed": 0,
+        }
+        self._count_lock = threading.Lock()
+        self._config_lock = threading.Lock()
+        self.results_link = self._link("results")
+        self.status_link = self._link("status")
+        self._threads: list = []
+
+    def _link(self, name: str) -> StreamManagerLink:
+        return StreamManagerLink(
+            name, self.stop_event, self._ensure_streams, self.cfg.request_timeout_s,
+            self.cfg.reconnect_max_s,
+        )
+
+    def _ensure_streams(self, client: Any) -> None:
+        streams.ensure_streams(client, self.cfg)
+
+    def count(self, name: str, by: int = 1) -> None:
+        with self._count_lock:
+            self.counters[name] = self.counters.get(name, 0) + by
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        again = self.tracker.retry_failed_again()
+        if again:
+            log.info("%d staged files that failed before are retried once more", again)
+        for target, name in ((self._work, "results"), (self._status_loop, "status"),
+                             (self._metrics_loop, "metrics")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self.ipc.subscribe_json(self.cfg.result_topic, self.on_result)
+        self.ipc.on_configuration_update(self.on_configuration_update)
+        log.info("uploader started: results %s -> stream %s (Kinesis %s), review images -> %s",
+                 self.cfg.result_topic, self.cfg.results_stream,
+                 self.cfg.kinesis_stream if self.cfg.kinesis_enabled else "off",
+                 f"s3://{self.cfg.s3_bucket}/{self.cfg.s3_prefix}" if self.cfg.review_enabled
+                 else "off (S3Bucket not set)")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.stop_event.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self.results_link.close()
+        self.status_link.close()
+        self.handled.close()
+        self.tracker.close()
+
+    # -- IPC handlers --------------------------------------------------------------------------
+    def on_result(self, message: Any, topic: str) -> None:
+        """IPC thread: check and queue; the worker does the slow part."""
+        self.count("results_received")
+        try:
+            InspectionResult.from_dict(message)
+        except (MessageError, TypeError, ValueError) as exc:
+            self.count("invalid")
+            log.error("ignored a bad result on %s: %s", topic, exc)
+            return
+        try:
+            self.queue.put_nowait(message)
+        except queue.Full:
+            # Safe to drop: unconfirmed images are redelivered by ImageSource.
+            self.count("dropped_queue_full")
+            log.warning("result queue full; %s will be redelivered", message.get("image_id"))
+
+    def on_configuration_update(self, key_path: list) -> None:
+        try:
+            new = load_config(self.ipc.get_configuration())
+        except ConfigError as exc:
+            log.error("configuration update rejected, previous one stays: %s", exc)
+            return
+        with self._config_lock:
+            if new.result_topic != self.cfg.result_topic:
+                log.warning("ResultTopic change takes effect after a restart")
+            self.cfg = new
+            self.rules = rules_of(new)
+            self.tracker.retry_limit = new.export_retry_limit
+            self.tracker.retry_base_s = new.export_retry_base_s
+            self.tracker.retry_max_s = new.export_retry_max_s
+            self.results_link.ensure_needed = True  # streams updated before the next append
+        log.info("configuration updated")
+
+    # -- results -------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                message = self.queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                self.handle(message)
+            except Stopped:
+                return
+            except Exception:
+                log.exception("result %s not handled; it will be redelivered",
+                              message.get("image_id"))
+
+    def handle(self, message: Dict[str, Any]) -> Dict[str, Any]:
+        """Send one result; returns the archive record published with the confirmation."""
+        result = InspectionResult.from_dict(message)
+        cfg, rules = self.cfg, self.rules
+        known = self.handled.get(result.image_id)
+        if known is not None:
+            self.count("duplicates")
+            self._confirm(message, {**known, "duplicate": True})
+            return known
+        payload = dict(message)
+        if not payload.get("thing_name"):
+            payload["thing_name"] = self.thing_name
+        thing = payload["thing_name"]
+        archive: Dict[str, Any] = {"review": False, "reason": None, "s3_key": None}
+
+        staged = []
+        reason = selection.review_reason(result, rules) if cfg.review_enabled else None
+        if reason is not None:
+            keys = review_keys(cfg.s3_prefix, result.time, thing, result.verdict,
+                               result.image_id, result.path)
+            result_text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+            try:
+                staged = self.staging.stage(
+                    result.image_id, result.path, keys.image,
+                    labels.yolo_labels(result.detections, result.image_width,
+                                       result.image_height),
+                    keys.labels, result_text, keys.result,
+                )
+                archive.update(review=True, reason=reason, s3_key=keys.image,
+                               s3_bucket=cfg.s3_bucket)
+            except FileNotFoundError:
+                self.count("review_missing_image")
+                log.warning("image %s for review is gone (%s); result sent without it",
+                            result.image_id, result.path)
+                archive["error"] = "image missing"
+
+        data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        archive["result_sequence"] = self.results_link.call(
+            lambda c: c.append_message(cfg.results_stream, data))
+        self.count("results_appended")
+        if staged:
+            metadata = {"vqi-image-id": result.image_id, "vqi-verdict": result.verdict,
+                        "vqi-reason": str(reason), "vqi-thing": thing}
+            for entry in self.tracker.submitted(staged, cfg.s3_bucket, result.image_id, metadata):
+                task = task_payload(entry)
+                self.results_link.call(lambda c: c.append_message(cfg.export_stream, task))
+            self.count("review_staged")
+        self.handled.add(result.image_id, archive)
+        self._confirm(message, archive)
+        return archive
+
+    def _confirm(self, message: Dict[str, Any], archive: Dict[str, Any]) -> None:
+        try:
+            self.ipc.publish_json(self.cfg.archived_topic, {**message, "archive": archive})
+        except Exception as exc:  # ImageSource redelivers; the duplicate is confirmed again
+            log.warning("could not publish %s confirmation: %s", self.cfg.archived_topic, exc)
+
+    # -- export status -------------------------------------------------------------------------
+    def _status_loop(self) -> None:
+        offset = self.status_offset.load()
+        idle = 0
+        while not self.stop_event.is_set():
+            try:
+                self._resubmit_due()
+                options = ReadMessagesOptions(
+                    desired_start_sequence_number=offset, min_message_count=1,
+                    max_message_count=STATUS_BATCH, read_timeout_millis=STATUS_WAIT_MS,
+                )
+                name = self.cfg.status_stream
+                try:
+                    messages = self.status_link.call(
+                        lambda c: c.read_messages(name, options),
+                        passthrough=(NotEnoughMessagesException,),
+                    )
+                except NotEnoughMessagesException:
+                    idle += 1
+                    if idle % 30 == 0:
+                        offset = self._check_offset(offset)
+                    continue
+                idle = 0
+                for message in messages:
+                    self._on_status_message(message.payload)
+                    offset = message.sequence_number + 1
+                self.status_offset.save(offset)
+            except Stopped:
+                return
+            except Exception:
+                log.exception("status loop error; continuing")
+                self.stop_event.wait(1.0)
+
+    def _check_offset(self, offset: int) -> int:
+        """A recreated status stream starts again at 0: follow it instead of waiting forever."""
+        name = self.cfg.status_stream
+        info = self.status_link.call(lambda c: c.describe_message_stream(name))
+        newest = info.storage_status.newest_sequence_number if info.storage_status else None
+        if newest is not None and newest + 1 < offset:
+            log.warning("status stream %s restarted at %s; reading from its start", name, newest)
+            self.status_offset.save(0)
+            return 0
+        return offset
+
+    def _on_status_message(self, payload: bytes) -> None:
+        try:
+            status = parse_status(payload)
+        except Exception as exc:
+            log.error("unreadable status message skipped: %s", exc)
+            return
+        outcome = self.tracker.on_status(status)
+        if outcome == OUTCOME_EXPORTED:
+            self.count("exports_succeeded")
+        elif outcome == OUTCOME_RETRY:
+            self.count("exports_retried")
+        elif outcome == OUTCOME_FAILED:
+            self.count("exports_failed")
+
+    def _resubmit_due(self) -> None:
+        for entry in self.tracker.due():
+            path_exists = os.path.exists(entry["url"][len("file://"):]) or os.path.exists(
+                self._path(entry["url"]))
+            if not path_exists:
+                self.tracker.forget_missing(entry["url"])
+                continue
+            task = task_payload(entry)
+            name = self.cfg.export_stream
+            self.status_link.call(lambda c: c.append_message(name, task))
+            self.tracker.resubmitted(entry["url"])
+
+    @staticmethod
+    def _path(url: str) -> str:
+        from .staging import url_path
+
+        return url_path(url)
+
+    # -- metrics -------------------------------------------------------------------------------
+    def metrics(self) -> Dict[str, Any]:
+        with self._count_lock:
+            counters = dict(self.counters)
+        exports = self.tracker.counts()
+        return {
+            "schema_version": 1, "component": COMPONENT_NAME, "thing_name": self.thing_name,
+            "time": utc_now(), "counters": counters, "queue_depth": self.queue.qsize(),
+            "exports_pending": exports["pending"], "exports_retrying": exports["retry"],
+            "exports_failed_kept": exports["failed"],
+        }
+
+    def _metrics_loop(self) -> None:
+        last: Optional[float] = None
+        while not self.stop_event.wait(1.0):
+            now = time.monotonic()
+            if last is None:
+                last = now
+            if now - last < self.cfg.metrics_interval_s or not self.cfg.metrics_topic:
+                continue
+            last = now
+            try:
+                self.ipc.publish_json(self.cfg.metrics_topic, self.metrics())
+            except Exception as exc:
+                log.warning("metrics not published: %s", exc)

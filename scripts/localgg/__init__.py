@@ -1,0 +1,1 @@
+"""Local Greengrass runtime for development and tests (never shipped in an artifact)."""

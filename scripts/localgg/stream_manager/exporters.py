@@ -1,0 +1,493 @@
+"""Local stand-ins for the cloud exports: S3 export tasks into a folder, Kinesis into a file.
+
+Each export configuration of a stream runs as one asyncio task that follows the stream from its
+persisted progress, so nothing exported is exported again after a restart and nothing left
+unexported is forgotten. Nothing is exported while offline; data stays in the stream.
+S3 tasks: the stream holds JSON `S3ExportTaskDefinition`s; the file at the file:// inputUrl is
+copied atomically to <bucket_root>/<bucket>/<key> (userMetadata, if any, beside it under
+<bucket_root>/.metadata/<bucket>/<key>.json) and `StatusMessage`s go to the status stream:
+InProgress (INFO) before, then Success (INFO) or Failure (ERROR); pending tasks of a deleted
+stream get Canceled (WARN).
+Kinesis: each exported record is one JSON line in the Kinesis log, written before progress is
+saved; on start the log is scanned so a kill between the two never exports a record twice.
+HTTP, IoT Analytics and IoT SiteWise exports are not emulated: their data stays buffered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+from urllib.parse import unquote, urlparse
+
+from stream_manager.data import (
+    EventType,
+    KinesisConfig,
+    MessageStreamInfo,
+    S3ExportTaskDefinition,
+    S3ExportTaskExecutorConfig,
+    Status,
+    StatusContext,
+    StatusLevel,
+    StatusMessage,
+)
+from stream_manager.util import Util
+from stream_manager.utilinternal import UtilInternal
+
+from .errors import RequestError
+from .store import MessageStream, StoredMessage, StreamStore, now_ms
+from .wakeups import ONLINE, Wakeups
+
+log = logging.getLogger("localgg.stream_manager.exporters")
+
+KINESIS_DEFAULT_BATCH = 500
+_READ_BYTES = 8 * 1024 * 1024
+
+
+class ExportTaskError(Exception):
+    """An S3 export task cannot be carried out; its message goes into the Failure status."""
+
+
+def parse_s3_task(payload: bytes) -> S3ExportTaskDefinition:
+    """Decode and validate an appended S3ExportTaskDefinition (JSON, as the SDK serializes it)."""
+    try:
+        raw = json.loads(payload)
+    except ValueError as exc:
+        raise ExportTaskError(f"message is not JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ExportTaskError("message is not a JSON object")
+    try:
+        task = S3ExportTaskDefinition.from_dict(raw)
+    except (TypeError, ValueError) as exc:
+        raise ExportTaskError(f"not an S3ExportTaskDefinition: {exc}") from exc
+    problem = UtilInternal.is_invalid(task)
+    if problem:
+        raise ExportTaskError(f"invalid S3ExportTaskDefinition: {problem}")
+    return task
+
+
+def input_path(url: str) -> Path:
+    parsed = urlparse(url)
+    if parsed.scheme != "file":
+        raise ExportTaskError(f"inputUrl {url!r} is not a file:// URL")
+    if parsed.netloc not in ("", "localhost"):
+        raise ExportTaskError(f"inputUrl {url!r} must be an absolute file:///path URL")
+    path = Path(unquote(parsed.path))
+    if not path.is_absolute():
+        raise ExportTaskError(f"inputUrl {url!r} must hold an absolute path")
+    return path
+
+
+_PLACEHOLDER = re.compile(r"!\{timestamp:([^}]*)\}")
+_PATTERN_RUN = re.compile(r"'[^']*'|([A-Za-z])\1*|[^A-Za-z']+")
+
+
+def _java_time_format(pattern: str, when: datetime) -> str:
+    """The subset of java.time.DateTimeFormatter patterns that keys use (y M d H m s S)."""
+    out = []
+    for match in _PATTERN_RUN.finditer(pattern):
+        run = match.group(0)
+        letter = run[0]
+        if letter == "'":
+            out.append(run[1:-1] or "'")
+        elif not letter.isalpha():
+            out.append(run)
+        elif letter in ("y", "u"):
+            out.append(f"{when.year % 100:02d}" if len(run) == 2 else f"{when.year:0{len(run)}d}")
+        elif letter in "MdHms":
+            value = {
+                "M": when.month,
+                "d": when.day,
+                "H": when.hour,
+                "m": when.minute,
+                "s": when.second,
+            }[letter]
+            out.append(f"{value:0{len(run)}d}")
+        elif letter == "S":
+            out.append(f"{when.microsecond:06d}"[: len(run)].ljust(len(run), "0"))
+        else:
+            raise ExportTaskError(f"unsupported timestamp pattern letter {letter!r} in key")
+    return "".join(out)
+
+
+def resolve_key(key: str, when: datetime | None = None) -> str:
+    when = when or datetime.now(timezone.utc)
+    return _PLACEHOLDER.sub(lambda m: _java_time_format(m.group(1), when), key)
+
+
+def bucket_path(bucket_root: Path, bucket: str, key: str) -> Path:
+    parts = [p for p in key.split("/") if p]
+    if not parts or key.endswith("/"):
+        raise ExportTaskError(f"key {key!r} does not name an object")
+    if any(p in (".", "..") for p in parts):
+        raise ExportTaskError(f"key {key!r} has '.' or '..' segments, which this local bucket "
+                              "folder cannot hold")
+    return bucket_root.joinpath(bucket, *parts)
+
+
+def _atomic_copy(src: Path, dest: Path) -> int:
+    if not src.exists():
+        raise ExportTaskError(f"input file {src} does not exist")
+    if not src.is_file():
+        raise ExportTaskError(f"input {src} is not a regular file")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise ExportTaskError(f"copying {src} to {dest} failed: {exc}") from exc
+    return dest.stat().st_size
+
+
+def run_s3_task(task: S3ExportTaskDefinition, bucket_root: Path) -> tuple[Path, str]:
+    """Blocking part of an S3 task (runs in a worker thread); returns (object path, key)."""
+    src = input_path(task.input_url)
+    key = resolve_key(task.key)
+    dest = bucket_path(bucket_root, task.bucket, key)
+    _atomic_copy(src, dest)
+    if task.user_metadata:
+        meta = bucket_root / ".metadata" / task.bucket / (key.strip("/") + ".json")
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        tmp = meta.with_name(f".{meta.name}.{uuid.uuid4().hex}.part")
+        tmp.write_text(json.dumps(task.user_metadata, sort_keys=True))
+        os.replace(tmp, meta)
+    return dest, key
+
+
+@dataclass(frozen=True)
+class _ExporterKey:
+    stream: str
+    stream_id: str
+    kind: str
+    identifier: str
+    config: str  # JSON of the config: a changed config restarts the exporter
+
+
+class ExportManager:
+    """Starts, stops and reconciles the exporters of all streams of a store."""
+
+    def __init__(
+        self,
+        store: StreamStore,
+        wakeups: Wakeups,
+        bucket_root: Path,
+        kinesis_log: Path,
+        is_online: Callable[[], bool],
+    ) -> None:
+        self.store = store
+        self.wakeups = wakeups
+        self.bucket_root = bucket_root
+        self.kinesis_log = kinesis_log
+        self.is_online = is_online
+        self._tasks: dict[_ExporterKey, asyncio.Task[None]] = {}
+        self._kinesis_fd: int | None = None
+        self._warned: set[tuple[str, str]] = set()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._recover_kinesis_progress()
+        for name in self.store.names():
+            self.sync(name)
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._kinesis_fd is not None:
+            os.close(self._kinesis_fd)
+            self._kinesis_fd = None
+
+    def sync(self, name: str) -> None:
+        """Make the running exporters of stream `name` match its current definition."""
+        stream = self.store.find(name)
+        wanted: dict[_ExporterKey, Callable[[], Exporter]] = {}
+        if stream is not None:
+            export = stream.definition.export_definition
+            for cfg in (export.kinesis or []) if export else []:
+                if not cfg.disabled:
+                    key = _ExporterKey(name, stream.stream_id, "kinesis", cfg.identifier,
+                                       json.dumps(cfg.as_dict(), sort_keys=True))
+                    wanted[key] = lambda c=cfg, s=stream: KinesisExporter(self, s, c)
+            for cfg in (export.s3_task_executor or []) if export else []:
+                if not cfg.disabled:
+                    key = _ExporterKey(name, stream.stream_id, "s3", cfg.identifier,
+                                       json.dumps(cfg.as_dict(), sort_keys=True))
+                    wanted[key] = lambda c=cfg, s=stream: S3TaskExporter(self, s, c)
+            for kind in ("http", "iot_analytics", "iot_sitewise"):
+                if export and getattr(export, kind) and (name, kind) not in self._warned:
+                    self._warned.add((name, kind))
+                    log.warning("stream %s: %s export is not emulated locally; its data stays "
+                                "buffered", name, kind)
+        for key in [k for k in self._tasks if k.stream == name and k not in wanted]:
+            self._tasks.pop(key).cancel()
+        for key, factory in wanted.items():
+            if key not in self._tasks:
+                self._tasks[key] = asyncio.get_running_loop().create_task(
+                    factory().run(), name=f"export {key.kind} {name}/{key.identifier}"
+                )
+
+    # -- status ------------------------------------------------------------------------------
+    def export_statuses(self, stream: MessageStream) -> list[MessageStreamInfo.exportStatuses]:
+        export = stream.definition.export_definition
+        out = []
+        configs = []
+        if export:
+            for kind in ("kinesis", "s3_task_executor", "http", "iot_analytics", "iot_sitewise"):
+                configs.extend(getattr(export, kind) or [])
+        for cfg in configs:
+            start = getattr(cfg, "start_sequence_number", None) or 0
+            prog = stream.progress.get(cfg.identifier)
+            next_seq = prog.next_sequence_number if prog else start
+            out.append(
+                MessageStreamInfo.exportStatuses(
+                    export_config_identifier=cfg.identifier,
+                    last_exported_sequence_number=next_seq - 1,
+                    last_export_time=prog.last_export_time if prog else 0,
+                    error_message=prog.error_message if prog else None,
+                    exported_bytes_from_stream=prog.exported_bytes if prog else 0,
+                    exported_messages_count=prog.exported_messages if prog else 0,
+                )
+            )
+        return out
+
+    def append_status(self, config: S3ExportTaskExecutorConfig, status: StatusMessage) -> None:
+        sc = config.status_config
+        if sc is None or not sc.status_stream_name:
+            return
+        wanted = sc.status_level or StatusLevel.INFO
+        if status.status_level.value > wanted.value:
+            return
+        try:
+            payload = Util.validate_and_serialize_to_json_bytes(status)
+            self.store.append(sc.status_stream_name, payload)
+        except RequestError as exc:
+            log.warning("status stream %s: status not recorded: %s", sc.status_stream_name, exc)
+
+    def cancel_pending(self, stream: MessageStream) -> None:
+        """Before a stream is deleted: Canceled status for each S3 task not yet carried out."""
+        export = stream.definition.export_definition
+        for cfg in (export.s3_task_executor or []) if export else []:
+            prog = stream.progress.get(cfg.identifier)
+            seq = max(prog.next_sequence_number if prog else 0, stream.oldest_sequence_number)
+            while seq <= stream.newest_sequence_number:
+                batch = stream.read(seq, 1000, _READ_BYTES)
+                for msg in batch:
+                    with contextlib.suppress(ExportTaskError):
+                        task = parse_s3_task(msg.payload)
+                        self.append_status(cfg, s3_status(
+                            Status.Canceled, StatusLevel.WARN, task, cfg, stream.name,
+                            msg.sequence_number, "export task canceled: its stream was deleted"))
+                seq = batch[-1].sequence_number + 1 if batch else stream.next_seq
+
+    # -- kinesis log -------------------------------------------------------------------------
+    def write_kinesis(self, lines: list[str]) -> None:
+        if self._kinesis_fd is None:
+            self.kinesis_log.parent.mkdir(parents=True, exist_ok=True)
+            self._kinesis_fd = os.open(self.kinesis_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                                       0o644)
+        data = "".join(line + "\n" for line in lines).encode()
+        written = os.write(self._kinesis_fd, data)
+        while written < len(data):
+            written += os.write(self._kinesis_fd, data[written:])
+
+    def _recover_kinesis_progress(self) -> None:
+        if not self.kinesis_log.exists():
+            return
+        newest: dict[tuple[str, str], int] = {}
+        with self.kinesis_log.open("rb") as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                    k = (rec["streamId"], rec["exportIdentifier"])
+                    newest[k] = max(newest.get(k, -1), int(rec["sequenceNumber"]))
+                except (ValueError, KeyError, TypeError):
+                    continue  # a torn last line after a crash
+        for name in self.store.names():
+            stream = self.store.get(name)
+            changed = False
+            for (sid, ident), seq in newest.items():
+                if sid != stream.stream_id:
+                    continue
+                prog = stream.export_progress(ident)
+                if prog.next_sequence_number <= seq:
+                    log.info("stream %s/%s: progress recovered from Kinesis log (%d -> %d)",
+                             name, ident, prog.next_sequence_number, seq + 1)
+                    prog.next_sequence_number = seq + 1
+                    changed = True
+            if changed:
+                stream.save_progress()
+
+
+def s3_status(
+    status: Status,
+    level: StatusLevel,
+    task: S3ExportTaskDefinition | None,
+    config: S3ExportTaskExecutorConfig,
+    stream_name: str,
+    seq: int,
+    message: str,
+) -> StatusMessage:
+    return StatusMessage(
+        event_type=EventType.S3Task,
+        status_level=level,
+        status=status,
+        status_context=StatusContext(
+            s3_export_task_definition=task,
+            export_identifier=config.identifier,
+            stream_name=stream_name,
+            sequence_number=seq,
+        ),
+        message=message,
+        timestamp_epoch_ms=now_ms(),
+    )
+
+
+class Exporter:
+    """Follows one stream for one export configuration."""
+
+    def __init__(self, manager: ExportManager, stream: MessageStream, identifier: str,
+                 start: int) -> None:
+        self.manager = manager
+        self.stream = stream
+        self.identifier = identifier
+        self.start = start
+
+    def alive(self) -> bool:
+        return self.manager.store.find(self.stream.name) is self.stream
+
+    async def run(self) -> None:
+        try:
+            while self.alive():
+                if not self.manager.is_online():
+                    await self.manager.wakeups.wait((ONLINE,), None)
+                    continue
+                prog = self.stream.export_progress(self.identifier, self.start)
+                oldest = self.stream.oldest_sequence_number
+                if prog.next_sequence_number < oldest:
+                    log.warning("stream %s/%s: messages %d..%d were dropped before export",
+                                self.stream.name, self.identifier, prog.next_sequence_number,
+                                oldest - 1)
+                    prog.next_sequence_number = oldest
+                    self.stream.save_progress()
+                timeout = await self.step(prog.next_sequence_number)
+                if timeout != 0:
+                    await self.manager.wakeups.wait((self.stream.name, ONLINE), timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("exporter %s/%s crashed", self.stream.name, self.identifier)
+
+    async def step(self, next_seq: int) -> float | None:
+        """Export what is due from next_seq; return 0 to go on, else how long to wait."""
+        raise NotImplementedError
+
+
+class S3TaskExporter(Exporter):
+    def __init__(self, manager: ExportManager, stream: MessageStream,
+                 config: S3ExportTaskExecutorConfig) -> None:
+        super().__init__(manager, stream, config.identifier, 0)
+        self.config = config
+
+    async def step(self, next_seq: int) -> float | None:
+        batch = self.stream.read(next_seq, 1, _READ_BYTES)
+        if not batch:
+            return None
+        await self.export(batch[0])
+        return 0
+
+    async def export(self, msg: StoredMessage) -> None:
+        name, seq, cfg = self.stream.name, msg.sequence_number, self.config
+        task: S3ExportTaskDefinition | None = None
+        error: str | None = None
+        try:
+            task = parse_s3_task(msg.payload)
+            self.manager.append_status(cfg, s3_status(
+                Status.InProgress, StatusLevel.INFO, task, cfg, name, seq, "upload in progress"))
+            _, key = await asyncio.to_thread(run_s3_task, task, self.manager.bucket_root)
+        except ExportTaskError as exc:
+            error = str(exc)
+        if not self.alive():
+            return
+        if error is None:
+            assert task is not None
+            self.manager.append_status(cfg, s3_status(
+                Status.Success, StatusLevel.INFO, task, cfg, name, seq,
+                f"uploaded to s3://{task.bucket}/{key}"))
+        else:
+            log.warning("stream %s seq %d: S3 export task failed: %s", name, seq, error)
+            self.manager.append_status(cfg, s3_status(
+                Status.Failure, StatusLevel.ERROR, task, cfg, name, seq, error))
+        prog = self.stream.export_progress(self.identifier)
+        prog.next_sequence_number = seq + 1
+        prog.last_export_time = now_ms()
+        prog.exported_bytes += len(msg.payload)
+        prog.exported_messages += 1
+        prog.error_message = error
+        self.stream.save_progress()
+
+
+class KinesisExporter(Exporter):
+    def __init__(self, manager: ExportManager, stream: MessageStream,
+                 config: KinesisConfig) -> None:
+        super().__init__(manager, stream, config.identifier, config.start_sequence_number or 0)
+        self.config = config
+
+    async def step(self, next_seq: int) -> float | None:
+        cfg = self.config
+        available = self.stream.newest_sequence_number - next_seq + 1
+        if available <= 0:
+            return None
+        batch_size = cfg.batch_size or KINESIS_DEFAULT_BATCH
+        if (cfg.batch_size is not None or cfg.batch_interval_millis is not None) and (
+            available < batch_size
+        ):
+            if cfg.batch_interval_millis is None:
+                return None  # batch size only: wait for a full batch, as the real one does
+            first = self.stream.read(next_seq, 1, _READ_BYTES)[0]
+            age = now_ms() - first.ingest_time
+            if age < cfg.batch_interval_millis:
+                return (cfg.batch_interval_millis - age) / 1000
+        batch = self.stream.read(next_seq, batch_size, _READ_BYTES)
+        exported = now_ms()
+        lines = []
+        for msg in batch:
+            try:
+                text: str | None = msg.payload.decode("utf-8")
+            except UnicodeDecodeError:
+                text = None
+            lines.append(json.dumps({
+                "streamName": self.stream.name,
+                "streamId": self.stream.stream_id,
+                "exportIdentifier": self.identifier,
+                "kinesisStreamName": cfg.kinesis_stream_name,
+                "sequenceNumber": msg.sequence_number,
+                "ingestTime": msg.ingest_time,
+                "exportTime": exported,
+                "partitionKey": uuid.uuid4().hex,
+                "dataBase64": base64.b64encode(msg.payload).decode("ascii"),
+                "dataUtf8": text,
+            }))
+        self.manager.write_kinesis(lines)
+        prog = self.stream.export_progress(self.identifier, self.start)
+        prog.next_sequence_number = batch[-1].sequence_number + 1
+        prog.last_export_time = exported
+        prog.exported_bytes += sum(len(m.payload) for m in batch)
+        prog.exported_messages += len(batch)
+        prog.error_message = None
+        self.stream.save_progress()
+        return 0
