@@ -13,7 +13,7 @@ import uuid
 import zlib
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 PRELUDE_LENGTH = 12
 TRAILER_LENGTH = 4
@@ -51,8 +51,7 @@ class HeaderType(IntEnum):
     UUID = 9
 
 
-@dataclass(frozen=True)
-class Header:
+class Header(NamedTuple):
     """One typed header. TIMESTAMP values are the raw int64 carried on the wire."""
 
     name: str
@@ -141,60 +140,52 @@ def encode_message(headers: list[Header] | bytes, payload: bytes = b"") -> bytes
     return b"".join((head, payload, _U32.pack(crc)))
 
 
-def decode_headers(buf: bytes | memoryview) -> list[Header]:
-    """Decode a headers block."""
+_TYPES = tuple(HeaderType)
+_FIXED_WIDTH = {HeaderType.BYTE: 1, HeaderType.INT16: 2, HeaderType.INT32: 4,
+                HeaderType.INT64: 8, HeaderType.TIMESTAMP: 8}
+
+
+def decode_headers(buf: bytes) -> list[Header]:
+    """Decode a headers block (hot path: plain int/bytes work, no per-header enum lookups)."""
     headers: list[Header] = []
+    append = headers.append
     pos, end = 0, len(buf)
+    from_bytes = int.from_bytes
     try:
         while pos < end:
             name_len = buf[pos]
             pos += 1
-            if name_len == 0:
-                raise EventStreamError("header with empty name")
-            name = bytes(buf[pos:pos + name_len]).decode("utf-8")
-            if len(name.encode("utf-8")) != name_len:
-                raise EventStreamError("truncated header name")
+            if name_len == 0 or pos + name_len >= end:
+                raise EventStreamError("header name empty or truncated")
+            name = buf[pos:pos + name_len].decode("utf-8")
             pos += name_len
-            htype = HeaderType(buf[pos])
+            tag = buf[pos]
             pos += 1
-            value: Any
-            if htype == HeaderType.BOOL_TRUE:
-                value = True
-            elif htype == HeaderType.BOOL_FALSE:
-                value = False
-            elif htype == HeaderType.BYTE:
-                value = _I8.unpack_from(buf, pos)[0]
-                pos += 1
-            elif htype == HeaderType.INT16:
-                value = _I16.unpack_from(buf, pos)[0]
-                pos += 2
-            elif htype == HeaderType.INT32:
-                value = _I32.unpack_from(buf, pos)[0]
-                pos += 4
-            elif htype in (HeaderType.INT64, HeaderType.TIMESTAMP):
-                value = _I64.unpack_from(buf, pos)[0]
-                pos += 8
-            elif htype in (HeaderType.BYTE_BUF, HeaderType.STRING):
-                length = _U16.unpack_from(buf, pos)[0]
+            if tag == 7 or tag == 6:  # STRING, BYTE_BUF
+                length = (buf[pos] << 8) | buf[pos + 1]
                 pos += 2
                 if length > MAX_HEADER_VALUE_LENGTH or pos + length > end:
                     raise EventStreamError(f"header {name!r} value length {length} invalid")
-                raw = bytes(buf[pos:pos + length])
+                raw = buf[pos:pos + length]
                 pos += length
-                value = raw.decode("utf-8") if htype == HeaderType.STRING else raw
-            else:  # UUID
+                value: Any = raw.decode("utf-8") if tag == 7 else raw
+            elif tag == 0 or tag == 1:
+                value = tag == 0
+            elif 2 <= tag <= 5 or tag == 8:
+                width = _FIXED_WIDTH[_TYPES[tag]]
+                if pos + width > end:
+                    raise EventStreamError(f"header {name!r} value truncated")
+                value = from_bytes(buf[pos:pos + width], "big", signed=True)
+                pos += width
+            elif tag == 9:
                 if pos + 16 > end:
                     raise EventStreamError("truncated UUID header")
-                value = uuid.UUID(bytes=bytes(buf[pos:pos + 16]))
+                value = uuid.UUID(bytes=buf[pos:pos + 16])
                 pos += 16
-            if pos > end:
-                raise EventStreamError(f"header {name!r} runs past the headers block")
-            headers.append(Header(name, value, htype))
-    except (IndexError, struct.error, UnicodeDecodeError) as exc:
-        raise EventStreamError(f"malformed headers: {exc}") from exc
-    except ValueError as exc:  # unknown type tag
-        if isinstance(exc, EventStreamError):
-            raise
+            else:
+                raise EventStreamError(f"header {name!r} has unknown value type {tag}")
+            append(Header(name, value, _TYPES[tag]))
+    except (IndexError, UnicodeDecodeError) as exc:
         raise EventStreamError(f"malformed headers: {exc}") from exc
     return headers
 

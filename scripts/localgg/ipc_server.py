@@ -133,6 +133,26 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
+def _event_payload(topic: str, kind: str, request: dict[str, Any], raw_request: bytes) -> bytes:
+    """SubscriptionResponseMessage JSON for a PublishToTopic request.
+
+    When the request is exactly what the SDK writes (``json.dumps`` of topic + one message),
+    the message's JSON text is reused byte for byte instead of being re-encoded: the request
+    already parsed as JSON, its keys are known, and the text around the message is matched
+    literally, so the slice is exactly the message value. Anything else is re-encoded.
+    """
+    body = request["publishMessage"][kind]
+    topic_json = json.dumps(topic).encode()
+    if len(request) == 2 and len(body) == 1 and "message" in body:
+        prefix = b'{"topic": ' + topic_json + b', "publishMessage": {"' + kind.encode() + \
+            b'": {"message": '
+        if raw_request.startswith(prefix) and raw_request.endswith(b"}}}"):
+            return b"".join((b'{"', kind.encode(), b'":{"message":',
+                             raw_request[len(prefix):-3], b',"context":{"topic":', topic_json,
+                             b"}}}"))
+    return _dumps({kind: {"message": body.get("message"), "context": {"topic": topic}}})
+
+
 class IpcError(Exception):
     """An operation failure, sent back as APPLICATION_ERROR of the given SDK error shape."""
 
@@ -527,7 +547,10 @@ class IpcServer:
                 raise IpcError(SERVICE_ERROR, f"request is not valid JSON: {exc}") from None
             if not isinstance(request, dict):
                 raise IpcError(INVALID_ARGUMENTS, "request must be a JSON object")
-            handler(conn, sid, request)
+            if handler == self._publish_to_topic:
+                self._publish_to_topic(conn, sid, request, payload)
+            else:
+                handler(conn, sid, request)
         except IpcError as exc:
             conn.fail(sid, exc)
         except Exception as exc:  # keep serving; the client gets a ServiceError, not a hang
@@ -569,7 +592,8 @@ class IpcServer:
 
     # -- operations ----------------------------------------------------------------------
 
-    def _publish_to_topic(self, conn: _Connection, sid: int, req: dict[str, Any]) -> None:
+    def _publish_to_topic(self, conn: _Connection, sid: int, req: dict[str, Any],
+                          payload: bytes = b"") -> None:
         topic = req.get("topic")
         try:
             validate_topic_name(topic)
@@ -582,13 +606,12 @@ class IpcServer:
                 "jsonMessage" in message or "binaryMessage" in message):
             raise IpcError(INVALID_ARGUMENTS, "publishMessage must hold exactly one of "
                                               "jsonMessage or binaryMessage")
+        kind, body = next(iter(message.items()))
+        if not isinstance(body, dict):
+            raise IpcError(INVALID_ARGUMENTS, f"{kind} must be an object")
         subs = self._local.match(topic)
         if subs:
-            kind, body = next(iter(message.items()))
-            if not isinstance(body, dict):
-                raise IpcError(INVALID_ARGUMENTS, f"{kind} must be an object")
-            event = {"message": body.get("message"), "context": {"topic": topic}}
-            self._deliver(subs, component, _dumps({kind: event}))
+            self._deliver(subs, component, _event_payload(topic, kind, req, payload))
         conn.respond(sid, GG + "PublishToTopicResponse", b"{}")
 
     def _subscribe_to_topic(self, conn: _Connection, sid: int, req: dict[str, Any]) -> None:

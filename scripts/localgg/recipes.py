@@ -187,7 +187,7 @@ def parse_recipe(
 
 
 def load_built_recipe(build_dir: Path, host: dict[str, str] | None = None) -> ComponentRecipe:
-    """Load `<build_dir>/recipes/recipe.(yaml|yml|json)`; artifacts come from `<build_dir>/artifacts`."""
+    """Load `<build_dir>/recipes/recipe.(yaml|json)`; artifacts are in `<build_dir>/artifacts`."""
     recipes_dir = build_dir / "recipes"
     candidates = sorted(p for p in recipes_dir.glob("*") if p.suffix in (".yaml", ".yml", ".json"))
     if not candidates:

@@ -270,7 +270,8 @@ class Supervisor:
             self._procs[name] = proc
         log = self._logs[name]
         log.write("INFO", step_name, f"started pid {proc.pid}: {step.script}")
-        for stream, level, kind in ((proc.stdout, "INFO", "stdout"), (proc.stderr, "WARN", "stderr")):
+        pipes = ((proc.stdout, "INFO", "stdout"), (proc.stderr, "WARN", "stderr"))
+        for stream, level, kind in pipes:
             threading.Thread(target=log.pump, args=(stream, level, f"{step_name}/{kind}"),
                              daemon=True).start()
         return proc

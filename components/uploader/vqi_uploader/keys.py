@@ -49,7 +49,8 @@ def review_keys(
 ) -> ReviewKeys:
     when = parse_time(time)
     parts = [p for p in prefix.strip("/").split("/") if p]
-    parts += [f"{when:%Y}", f"{when:%m}", f"{when:%d}", safe_part(thing), safe_part(verdict.lower())]
+    parts += [f"{when:%Y}", f"{when:%m}", f"{when:%d}"]
+    parts += [safe_part(thing), safe_part(verdict.lower())]
     base = "/".join(parts + [safe_part(image_id)])
     return ReviewKeys(
         image=f"{base}.{image_extension(image_path)}", labels=f"{base}.txt", result=f"{base}.json"

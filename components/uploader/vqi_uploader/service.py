@@ -22,17 +22,18 @@ import threading
 import time
 from typing import Any, Dict, Optional
 
-from shared.config import ConfigError
-from shared.messages import InspectionResult, MessageError, utc_now
 from stream_manager import ReadMessagesOptions
 from stream_manager.exceptions import NotEnoughMessagesException
+
+from shared.config import ConfigError
+from shared.messages import InspectionResult, MessageError, utc_now
 
 from . import COMPONENT_NAME, labels, selection, streams
 from .config import UploaderConfig, load_config
 from .journal import HandledIds, OffsetFile
 from .keys import review_keys
-from .smlink import StreamManagerLink, Stopped
-from .staging import Staging
+from .smlink import Stopped, StreamManagerLink
+from .staging import Staging, url_path
 from .status import (
     OUTCOME_EXPORTED,
     OUTCOME_FAILED,
@@ -47,6 +48,11 @@ log = logging.getLogger(__name__)
 QUEUE_LIMIT = 1000
 STATUS_BATCH = 50
 STATUS_WAIT_MS = 1000
+
+
+def append(link: StreamManagerLink, stream: str, data: bytes) -> int:
+    """Append through reconnects; returns the message's sequence number."""
+    return link.call(lambda c: c.append_message(stream, data))
 
 
 def rules_of(cfg: UploaderConfig) -> selection.SelectionRules:
@@ -212,15 +218,13 @@ class Uploader:
                 archive["error"] = "image missing"
 
         data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        archive["result_sequence"] = self.results_link.call(
-            lambda c: c.append_message(cfg.results_stream, data))
+        archive["result_sequence"] = append(self.results_link, cfg.results_stream, data)
         self.count("results_appended")
         if staged:
             metadata = {"vqi-image-id": result.image_id, "vqi-verdict": result.verdict,
                         "vqi-reason": str(reason), "vqi-thing": thing}
             for entry in self.tracker.submitted(staged, cfg.s3_bucket, result.image_id, metadata):
-                task = task_payload(entry)
-                self.results_link.call(lambda c: c.append_message(cfg.export_stream, task))
+                append(self.results_link, cfg.export_stream, task_payload(entry))
             self.count("review_staged")
         self.handled.add(result.image_id, archive)
         self._confirm(message, archive)
@@ -246,7 +250,7 @@ class Uploader:
                 name = self.cfg.status_stream
                 try:
                     messages = self.status_link.call(
-                        lambda c: c.read_messages(name, options),
+                        lambda c, n=name, o=options: c.read_messages(n, o),
                         passthrough=(NotEnoughMessagesException,),
                     )
                 except NotEnoughMessagesException:
@@ -292,21 +296,11 @@ class Uploader:
 
     def _resubmit_due(self) -> None:
         for entry in self.tracker.due():
-            path_exists = os.path.exists(entry["url"][len("file://"):]) or os.path.exists(
-                self._path(entry["url"]))
-            if not path_exists:
+            if not os.path.exists(url_path(entry["url"])):
                 self.tracker.forget_missing(entry["url"])
                 continue
-            task = task_payload(entry)
-            name = self.cfg.export_stream
-            self.status_link.call(lambda c: c.append_message(name, task))
+            append(self.status_link, self.cfg.export_stream, task_payload(entry))
             self.tracker.resubmitted(entry["url"])
-
-    @staticmethod
-    def _path(url: str) -> str:
-        from .staging import url_path
-
-        return url_path(url)
 
     # -- metrics -------------------------------------------------------------------------------
     def metrics(self) -> Dict[str, Any]:

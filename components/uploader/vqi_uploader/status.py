@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional
 from stream_manager import EventType, S3ExportTaskDefinition, Status, StatusMessage, Util
 
 from .journal import Journal
-from .staging import Staging, StagedFile, file_url, url_path
+from .staging import StagedFile, Staging, file_url, url_path
 
 log = logging.getLogger(__name__)
 

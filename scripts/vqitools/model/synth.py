@@ -176,8 +176,12 @@ def _scratch(rng: np.random.Generator, inside: np.ndarray, cfg: SynthConfig,
 
 
 def render(seed: int, split: str, index: int, cfg: SynthConfig | None = None,
-           ) -> tuple[np.ndarray, list[Box]]:
-    """Render one BGR uint8 image and its scratch boxes (pixel corners)."""
+           paint_scratches: bool = True) -> tuple[np.ndarray, list[Box]]:
+    """Render one BGR uint8 image and its scratch boxes (pixel corners).
+
+    ``paint_scratches=False`` gives the identical scene with the scratch pixels left out (same
+    random draws, same boxes returned): a good/defective pair, used to check the labels.
+    """
     cfg = cfg or SynthConfig()
     rng = _rng(seed, split, index)
     s = cfg.imgsz
@@ -205,13 +209,15 @@ def render(seed: int, split: str, index: int, cfg: SynthConfig | None = None,
             if drawn is None:
                 continue
             a, contrast = drawn
-            img += (a * contrast)[..., None]
+            if paint_scratches:
+                img += (a * contrast)[..., None]
             ys, xs = np.nonzero(a > 0.3)
             if len(xs) == 0:
                 continue
             mg = cfg.box_margin
-            boxes.append(Box(0, max(0, xs.min() - mg), max(0, ys.min() - mg),
-                             min(s, xs.max() + 1 + mg), min(s, ys.max() + 1 + mg)))
+            boxes.append(Box(0, float(max(0, xs.min() - mg)), float(max(0, ys.min() - mg)),
+                             float(min(s, xs.max() + 1 + mg)),
+                             float(min(s, ys.max() + 1 + mg))))
 
     # Lighting: a linear gradient and a soft highlight, then optics and sensor.
     gx, gy = np.meshgrid(np.linspace(-1, 1, s), np.linspace(-1, 1, s))
@@ -272,3 +278,31 @@ def generate_dataset(out_dir: Path, seed: int, counts: dict[str, int],
             "boxes": info.boxes, "config": asdict(cfg)}
     (out_dir / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
     return info
+
+
+def write_samples(dest: Path, n_defective: int = 6, n_good: int = 4, seed: int = 2024,
+                  cfg: SynthConfig | None = None) -> dict[str, list[list[float]]]:
+    """Demo images defective_NN.jpg / good_NN.jpg plus expected.json (pixel xyxy boxes)."""
+    cfg = cfg or SynthConfig()
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    expected: dict[str, list[list[float]]] = {}
+    n_d = n_g = 0
+    index = 0
+    while n_d < n_defective or n_g < n_good:
+        img, boxes = render(seed, "samples", index, cfg)
+        index += 1
+        if boxes and n_d < n_defective:
+            n_d += 1
+            name = f"defective_{n_d:02d}.jpg"
+        elif not boxes and n_g < n_good:
+            n_g += 1
+            name = f"good_{n_g:02d}.jpg"
+        else:
+            continue
+        write_sample(dest / name, img, cfg)
+        expected[name] = [[b.x0, b.y0, b.x1, b.y1] for b in boxes]
+    (dest / "expected.json").write_text(json.dumps(
+        {"class": CLASS_NAMES[0], "box_format": "xyxy_pixels", "seed": seed,
+         "images": expected}, indent=2) + "\n")
+    return expected

@@ -1,0 +1,88 @@
+"""Small crash-safe file operations: the state a restart relies on is never half written."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from typing import Any
+
+
+def fsync_dir(path: str) -> None:
+    """Make renames/creations inside a folder survive a power loss."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json(path: str, data: Any, sync: bool = True) -> None:
+    """Atomically replace path with JSON (temp file, fsync, rename): old or new, never partial."""
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
+    body = json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, body)
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        _unlink_quietly(tmp)
+        raise
+
+
+def read_json(path: str) -> Any:
+    with open(path, "rb") as f:
+        return json.loads(f.read().decode("utf-8"))
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def unlink_quietly(path: str) -> bool:
+    """Remove a file that may already be gone; True if it was removed now."""
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def day_folder(root: str, wall: float) -> str:
+    """root/YYYY-MM-DD (UTC) created on demand, so retention can work a day at a time."""
+    path = os.path.join(root, time.strftime("%Y-%m-%d", time.gmtime(wall)))
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def safe_name(name: str, max_bytes: int = 200) -> str:
+    """A printable UTF-8 file name (non-ASCII kept) no longer than max_bytes, extension kept.
+
+    Names from the inbox may hold bytes that are not UTF-8 (decoded with surrogateescape) or
+    control characters; paths travel in JSON, so they must be valid UTF-8 text.
+    """
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    text = "".join(c if c.isprintable() and c not in "/\\\ufffd" else "_" for c in text)
+    text = text.strip() or "image"
+    if len(text.encode("utf-8")) <= max_bytes:
+        return text
+    stem, ext = os.path.splitext(text)
+    ext = ext if len(ext.encode("utf-8")) <= 16 else ""
+    budget = max_bytes - len(ext.encode("utf-8"))
+    stem_bytes = stem.encode("utf-8")[:budget]
+    return stem_bytes.decode("utf-8", "ignore") + ext
+
+
+def safe_relpath(rel: str) -> str:
+    """An inbox-relative path as printable UTF-8 with "/" separators (for JSON and logs)."""
+    return "/".join(safe_name(part, 255) for part in rel.split(os.sep))

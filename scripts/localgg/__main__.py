@@ -1,0 +1,100 @@
+"""Command line of the local Greengrass runtime.
+
+    python -m localgg run --root .local-gg      deploy the built components and run them
+    python -m localgg nucleus --root DIR        only the runtime; writes DIR/env/<name>.env
+
+Both run until SIGINT/SIGTERM, then stop every component and server and exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from localgg.deploy import DeployError
+from localgg.recipes import RecipeError
+from localgg.runtime import LocalRuntime, OverrideError, RuntimeOptions, load_overrides
+from localgg.supervisor import RestartPolicy
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m localgg", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="mode", required=True)
+    for mode, help_text in (("run", "run the built components under the local runtime"),
+                            ("nucleus", "start only the runtime and write env/<name>.env files")):
+        p = sub.add_parser(mode, help=help_text)
+        p.add_argument("--root", type=Path, default=Path(".local-gg"),
+                       help="runtime root folder (default .local-gg)")
+        p.add_argument("--components-dir", type=Path, default=Path("components"),
+                       help="folder holding <component>/greengrass-build/ (default components)")
+        p.add_argument("--thing-name", default="local-thing", help="{iot:thingName}")
+        p.add_argument("--region", default="us-east-1", help="AWS_REGION given to components")
+        p.add_argument("--config-overrides", type=Path,
+                       help='JSON {"<component>": {"merge": {...}, "reset": ["/Key"]}}')
+        p.add_argument("--only", nargs="+", metavar="NAME",
+                       help="only these components (and what they depend on)")
+        p.add_argument("--venv-cache", type=Path,
+                       help="VQI_VENV_CACHE for Install steps (default ~/.cache/vqi/venvs)")
+        p.add_argument("--stream-manager-port", type=int, default=0,
+                       help="Stream Manager TCP port (default: a free port)")
+        p.add_argument("--max-errors", type=int, default=3,
+                       help="errors before a component is BROKEN (default 3)")
+        p.add_argument("--backoff", type=float, default=1.0,
+                       help="first restart delay in seconds, doubled per error (default 1)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+    try:
+        overrides = load_overrides(args.config_overrides) if args.config_overrides else {}
+    except OverrideError as exc:
+        print(f"localgg: error: {exc}", file=sys.stderr)
+        return 2
+    options = RuntimeOptions(
+        root=args.root,
+        components_dir=args.components_dir,
+        thing_name=args.thing_name,
+        region=args.region,
+        overrides=overrides,
+        only=args.only,
+        venv_cache=args.venv_cache,
+        stream_manager_port=args.stream_manager_port,
+        policy=RestartPolicy(max_errors=args.max_errors, backoff_initial_s=args.backoff),
+    )
+    runtime = LocalRuntime(options, echo=True)
+    try:
+        runtime.start(run_components=args.mode == "run")
+    except (RecipeError, DeployError, OverrideError, OSError, ValueError) as exc:
+        runtime.stop()
+        print(f"localgg: error: {exc}", file=sys.stderr)
+        return 2
+    except BaseException:
+        runtime.stop()
+        raise
+    root = runtime.root
+    print(f"localgg: {args.mode} mode, root {root}; status in {root / 'status.json'}, logs in "
+          f"{root / 'logs'}" + (f", env files in {root / 'env'}" if args.mode == "nucleus" else "")
+          + "; Ctrl-C to stop", file=sys.stderr, flush=True)
+    try:
+        while not stop.wait(1.0):
+            runtime.write_status()
+    finally:
+        print("localgg: stopping", file=sys.stderr, flush=True)
+        runtime.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Greengrass deployment documents for a site, from a small per-site settings file.
+
+The output is the JSON `aws greengrassv2 create-deployment --cli-input-json file://...` takes: the
+four components at chosen versions, Stream Manager, and each component's configuration merge.
+Setting keys are checked against the recipe defaults so a typo fails here, not on the line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+from vqitools.build import REPO_ROOT, find_recipe, load_recipe
+from vqitools.publish import published_version
+
+COMPONENTS_DIR = REPO_ROOT / "components"
+STREAM_MANAGER = "aws.greengrass.StreamManager"
+DEFAULT_STREAM_MANAGER_VERSION = "2.2.1"
+SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
+TARGET_ARN = re.compile(r"^arn:aws[a-z-]*:iot:[a-z0-9-]+:\d{12}:(thing|thinggroup)/[\w:.-]+$")
+
+
+class SiteError(ValueError):
+    """A site settings file that cannot become a deployment; the message says what to fix."""
+
+
+def recipes(components_dir: Path = COMPONENTS_DIR) -> Dict[str, Dict[str, Any]]:
+    found = {}
+    for folder in sorted(p for p in components_dir.iterdir() if p.is_dir()):
+        recipe = load_recipe(find_recipe(folder))
+        recipe["_folder"] = folder
+        found[recipe["ComponentName"]] = recipe
+    return found
+
+
+def load_site(path: Path) -> Dict[str, Any]:
+    try:
+        site = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SiteError(f"{path}: not valid YAML/JSON: {exc}") from exc
+    if not isinstance(site, dict):
+        raise SiteError(f"{path}: top level must be a mapping")
+    return site
+
+
+def configuration_merges(
+    site: Dict[str, Any], known: Dict[str, Dict[str, Any]]
+) -> Dict[str, Dict[str, Any]]:
+    """Per-component merges from `site['configuration']`, keys checked against recipe defaults."""
+    merges: Dict[str, Dict[str, Any]] = {}
+    for name, merge in (site.get("configuration") or {}).items():
+        if name not in known:
+            raise SiteError(f"configuration for unknown component {name!r}")
+        if not isinstance(merge, dict):
+            raise SiteError(f"configuration of {name} must be a mapping of recipe keys")
+        defaults = known[name].get("ComponentConfiguration", {}).get("DefaultConfiguration", {})
+        unknown = sorted(set(merge) - set(defaults))
+        if unknown:
+            raise SiteError(
+                f"{name}: unknown configuration keys {unknown}; known keys: {sorted(defaults)}"
+            )
+        merges[name] = merge
+    return merges
+
+
+def resolve_versions(
+    site: Dict[str, Any], known: Dict[str, Dict[str, Any]], overrides: Dict[str, str]
+) -> Dict[str, str]:
+    """Chosen versions win; otherwise the version GDK last published from this checkout."""
+    chosen = dict(site.get("versions") or {})
+    chosen.update(overrides)
+    versions = {}
+    for name, recipe in known.items():
+        version = chosen.get(name) or published_version(recipe["_folder"], name)
+        if not version:
+            raise SiteError(
+                f"no version for {name}: give versions.{name} in the site file or --version "
+                f"{name}=X.Y.Z (or run `gdk component publish` in {recipe['_folder'].name}/)"
+            )
+        if not SEMVER.match(str(version)):
+            raise SiteError(f"{name}: version {version!r} is not semantic (X.Y.Z)")
+        versions[name] = str(version)
+    unknown = sorted(set(chosen) - set(known))
+    if unknown:
+        raise SiteError(f"versions given for unknown components {unknown}")
+    return versions
+
+
+def deployment_document(
+    site: Dict[str, Any],
+    version_overrides: Optional[Dict[str, str]] = None,
+    components_dir: Path = COMPONENTS_DIR,
+) -> Dict[str, Any]:
+    target = site.get("targetArn", "")
+    if not TARGET_ARN.match(str(target)):
+        raise SiteError(
+            "targetArn must be a thing or thing group ARN, e.g. "
+            "arn:aws:iot:eu-west-1:123456789012:thinggroup/line-3"
+        )
+    known = recipes(components_dir)
+    versions = resolve_versions(site, known, version_overrides or {})
+    merges = configuration_merges(site, known)
+    components: Dict[str, Any] = {}
+    for name in sorted(known):
+        entry: Dict[str, Any] = {"componentVersion": versions[name]}
+        if name in merges:
+            # The API takes the merge as a JSON string, exactly as the console's JSON box.
+            entry["configurationUpdate"] = {"merge": json.dumps(merges[name], sort_keys=True)}
+        components[name] = entry
+    components[STREAM_MANAGER] = {
+        "componentVersion": str(site.get("streamManagerVersion", DEFAULT_STREAM_MANAGER_VERSION))
+    }
+    sm_config = site.get("streamManagerConfiguration")
+    if sm_config:
+        components[STREAM_MANAGER]["configurationUpdate"] = {
+            "merge": json.dumps(sm_config, sort_keys=True)
+        }
+    return {
+        "targetArn": target,
+        "deploymentName": str(site.get("deploymentName") or f"vqi-{target.rsplit('/', 1)[-1]}"),
+        "components": components,
+        "deploymentPolicies": {
+            "failureHandlingPolicy": str(site.get("failureHandlingPolicy", "ROLLBACK")),
+            "componentUpdatePolicy": {"timeoutInSeconds": 120, "action": "NOTIFY_COMPONENTS"},
+            "configurationValidationPolicy": {"timeoutInSeconds": 60},
+        },
+        "tags": {"product": "vqi"},
+    }
+
+
+def local_overrides(site: Dict[str, Any], components_dir: Path = COMPONENTS_DIR) -> Dict[str, Any]:
+    """The same merges in the local runtime's override format ({name: {"merge": {...}}})."""
+    merges = configuration_merges(site, recipes(components_dir))
+    return {name: {"merge": merge} for name, merge in merges.items()}
+
+
+def parse_version_args(values: List[str]) -> Dict[str, str]:
+    out = {}
+    for value in values:
+        name, sep, version = value.partition("=")
+        if not sep:
+            raise SiteError(f"--version {value!r}: expected NAME=X.Y.Z")
+        out[name] = version
+    return out

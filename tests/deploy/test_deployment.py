@@ -1,0 +1,79 @@
+"""Fleet deployment documents for `aws greengrassv2 create-deployment --cli-input-json`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vqitools.deployment import SiteError, deployment_document, load_site, local_overrides
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "scripts" / "sites" / "example.yaml"
+NAMES = {"com.example.vqi.Model", "com.example.vqi.Inference", "com.example.vqi.ImageSource",
+         "com.example.vqi.Uploader"}
+
+
+def site(**changes) -> dict:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data.update(changes)
+    return data
+
+
+def test_example_site_gives_all_four_components_and_stream_manager():
+    doc = deployment_document(load_site(EXAMPLE))
+    assert set(doc["components"]) == NAMES | {"aws.greengrass.StreamManager"}
+    assert doc["targetArn"].endswith("thinggroup/plant-a-line-3")
+    assert all(c["componentVersion"] for c in doc["components"].values())
+
+
+def test_configuration_merges_are_json_strings_as_the_api_expects():
+    doc = deployment_document(site())
+    merge = doc["components"]["com.example.vqi.ImageSource"]["configurationUpdate"]["merge"]
+    assert isinstance(merge, str)
+    assert json.loads(merge) == site()["configuration"]["com.example.vqi.ImageSource"]
+
+
+def test_a_misspelt_configuration_key_is_refused_with_the_known_keys():
+    bad = site(configuration={"com.example.vqi.Inference": {"ResultTopik": "x"}})
+    with pytest.raises(SiteError, match="unknown configuration keys.*ResultTopik"):
+        deployment_document(bad)
+
+
+def test_an_unknown_component_is_refused():
+    with pytest.raises(SiteError, match="unknown component"):
+        deployment_document(site(configuration={"com.example.Nope": {}}))
+
+
+def test_a_missing_version_is_refused_with_a_hint():
+    versions = dict(site()["versions"])
+    del versions["com.example.vqi.Uploader"]
+    with pytest.raises(SiteError, match="no version for com.example.vqi.Uploader"):
+        deployment_document(site(versions=versions))
+
+
+def test_command_line_versions_override_the_site_file():
+    doc = deployment_document(site(), {"com.example.vqi.Inference": "1.2.3"})
+    assert doc["components"]["com.example.vqi.Inference"]["componentVersion"] == "1.2.3"
+
+
+@pytest.mark.parametrize("arn", ["", "line-3", "arn:aws:iot:eu-west-1:12:thing/x"])
+def test_target_must_be_a_thing_or_thing_group_arn(arn):
+    with pytest.raises(SiteError, match="targetArn"):
+        deployment_document(site(targetArn=arn))
+
+
+def test_the_same_site_settings_drive_the_local_runtime():
+    overrides = local_overrides(site())
+    assert overrides["com.example.vqi.Inference"] == {
+        "merge": site()["configuration"]["com.example.vqi.Inference"]}
+
+
+def test_the_cli_writes_the_document(tmp_path):
+    out = tmp_path / "deployment.json"
+    subprocess.run([str(REPO / "scripts/make-deployment"), str(EXAMPLE), "-o", str(out)],
+                   check=True, capture_output=True)
+    assert set(json.loads(out.read_text())["components"]) >= NAMES

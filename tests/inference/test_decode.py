@@ -1,0 +1,154 @@
+"""Decoding: every kind of bad file becomes an ImageError with a code; odd formats become BGR."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import textured_image, write_image
+
+from vqi_inference import decode
+
+MAX_BYTES = 10_000_000
+MAX_PIXELS = 20_000_000
+
+
+def load(path: Path) -> np.ndarray:
+    return decode.load_image(str(path), MAX_BYTES, MAX_PIXELS)
+
+
+def code_of(path: Path, **limits: int) -> str:
+    with pytest.raises(decode.ImageError) as info:
+        decode.load_image(str(path), limits.get("max_bytes", MAX_BYTES),
+                          limits.get("max_pixels", MAX_PIXELS))
+    return info.value.code
+
+
+def test_jpeg_decodes_to_bgr_uint8(tmp_path: Path) -> None:
+    img = textured_image(120, 160)
+    out = load(write_image(tmp_path / "a.jpg", img))
+    assert out.shape == (120, 160, 3) and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - img).mean() < 8  # lossy but the same picture
+
+
+def test_png_and_bmp_decode_losslessly(tmp_path: Path) -> None:
+    img = textured_image(50, 70)
+    assert np.array_equal(load(write_image(tmp_path / "a.png", img)), img)
+    assert np.array_equal(load(write_image(tmp_path / "a.bmp", img)), img)
+
+
+def test_grayscale_becomes_three_equal_channels(tmp_path: Path) -> None:
+    gray = textured_image(40, 30)[:, :, 0]
+    out = load(write_image(tmp_path / "g.png", gray))
+    assert out.shape == (40, 30, 3)
+    assert all(np.array_equal(out[:, :, c], gray) for c in range(3))
+
+
+def test_sixteen_bit_keeps_the_high_byte(tmp_path: Path) -> None:
+    wide = (np.arange(64 * 48, dtype=np.uint32).reshape(64, 48) * 21).astype(np.uint16)
+    out = load(write_image(tmp_path / "w.png", wide))
+    assert out.dtype == np.uint8
+    assert np.array_equal(out[:, :, 0], (wide >> 8).astype(np.uint8))
+
+
+def test_alpha_channel_is_dropped(tmp_path: Path) -> None:
+    img = textured_image(20, 25)
+    rgba = np.dstack([img, np.full((20, 25), 7, np.uint8)])
+    out = load(write_image(tmp_path / "a.png", rgba))
+    assert np.array_equal(out, img)
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "e.jpg"
+    path.write_bytes(b"")
+    assert code_of(path) == decode.EMPTY
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    assert code_of(tmp_path / "nope.jpg") == decode.NOT_FOUND
+
+
+def test_directory_is_not_an_image(tmp_path: Path) -> None:
+    assert code_of(tmp_path) == decode.NOT_AN_IMAGE
+
+
+def test_text_file_is_not_an_image(tmp_path: Path) -> None:
+    path = tmp_path / "notes.jpg"
+    path.write_text("this is not a picture\n" * 50)
+    assert code_of(path) == decode.NOT_AN_IMAGE
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_truncated_file_is_corrupt(tmp_path: Path, suffix: str) -> None:
+    data = write_image(tmp_path / f"full{suffix}", textured_image(200, 300)).read_bytes()
+    path = tmp_path / f"half{suffix}"
+    path.write_bytes(data[: len(data) // 2])
+    assert code_of(path) == decode.CORRUPT
+
+
+def test_garbage_after_a_valid_header_is_corrupt(tmp_path: Path) -> None:
+    data = bytearray(write_image(tmp_path / "ok.png", textured_image(64, 64)).read_bytes())
+    data[60:] = bytes(len(data) - 60)
+    path = tmp_path / "bad.png"
+    path.write_bytes(bytes(data))
+    assert code_of(path) == decode.CORRUPT
+
+
+def test_file_over_the_byte_limit_is_too_large(tmp_path: Path) -> None:
+    path = write_image(tmp_path / "big.png", textured_image(300, 300))
+    assert code_of(path, max_bytes=1000) == decode.TOO_LARGE
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr
+    chunk += struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
+    return b"\x89PNG\r\n\x1a\n" + chunk
+
+
+def test_decompression_bomb_is_refused_from_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_header_only(60000, 60000))  # 3.6 gigapixels in 33 bytes
+    with pytest.raises(decode.ImageError) as info:
+        load(path)
+    assert info.value.code == decode.TOO_LARGE and "60000x60000" in info.value.detail
+
+
+def test_jpeg_pixel_limit_is_read_from_the_frame_header(tmp_path: Path) -> None:
+    path = write_image(tmp_path / "p.jpg", textured_image(100, 200))
+    assert decode.probe_size(path.read_bytes()) == ("jpeg", 200, 100)
+    assert code_of(path, max_pixels=100 * 199) == decode.TOO_LARGE
+
+
+def test_bmp_pixel_limit(tmp_path: Path) -> None:
+    path = write_image(tmp_path / "p.bmp", textured_image(30, 40))
+    assert decode.probe_size(path.read_bytes()) == ("bmp", 40, 30)
+    assert code_of(path, max_pixels=1000) == decode.TOO_LARGE
+
+
+def test_error_message_carries_code_and_detail(tmp_path: Path) -> None:
+    path = tmp_path / "x.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(decode.ImageError) as info:
+        load(path)
+    assert str(info.value).startswith(decode.CORRUPT + ": ")
+
+
+def test_decoding_matches_ultralytics_imread(tmp_path: Path) -> None:
+    from ultralytics.utils.patches import imread
+
+    cases = [
+        write_image(tmp_path / "a.jpg", textured_image(90, 60, 1)),
+        write_image(tmp_path / "g.png", textured_image(33, 44, 2)[:, :, 1]),
+        write_image(tmp_path / "w.png", (textured_image(20, 30, 3).astype(np.uint16) * 250)),
+        write_image(tmp_path / "a.png", np.dstack([textured_image(20, 30, 4),
+                                                    np.zeros((20, 30), np.uint8)])),
+    ]
+    for path in cases:
+        ours = load(path)
+        ref = imread(str(path), cv2.IMREAD_COLOR)
+        assert np.array_equal(ours, ref), path.name

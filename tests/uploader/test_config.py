@@ -1,0 +1,66 @@
+"""Configuration keys: defaults, checks and the recipe's defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import pytest
+import yaml
+
+from shared.config import ConfigError
+from vqi_uploader.config import UploaderConfig, load_config
+
+RECIPE = os.path.join(os.path.dirname(__file__), "..", "..", "components", "uploader",
+                      "recipe.yaml")
+README = os.path.join(os.path.dirname(RECIPE), "README.md")
+
+
+def keys() -> list:
+    return [f.metadata["key"] for f in dataclasses.fields(UploaderConfig)]
+
+
+def test_defaults_are_safe_without_any_configuration():
+    cfg = load_config({})
+    assert cfg.result_topic == "vqi/results" and cfg.archived_topic == "vqi/archived"
+    assert cfg.persistence == "File" and cfg.flush_on_write
+    assert not cfg.review_enabled  # no bucket, no review uploads
+
+
+def test_recipe_defaults_load_and_cover_every_key():
+    with open(RECIPE, encoding="utf-8") as fh:
+        recipe = yaml.safe_load(fh)
+    defaults = recipe["ComponentConfiguration"]["DefaultConfiguration"]
+    load_config(defaults)
+    assert set(keys()) <= set(defaults)
+
+
+def test_readme_documents_every_key():
+    with open(README, encoding="utf-8") as fh:
+        text = fh.read()
+    missing = [k for k in keys() if f"`{k}`" not in text]
+    assert missing == []
+
+
+@pytest.mark.parametrize("raw, bad", [
+    ({"UncertaintyLow": 1.5}, "UncertaintyLow"),
+    ({"OkSampleRate": -0.1}, "OkSampleRate"),
+    ({"StrategyOnFull": "DropAll"}, "StrategyOnFull"),
+    ({"StreamPersistence": "Disk"}, "StreamPersistence"),
+    ({"S3Bucket": "Bad_Bucket"}, "S3Bucket"),
+    ({"S3Bucket": "10.0.0.1"}, "S3Bucket"),
+    ({"KinesisBatchSize": 501}, "KinesisBatchSize"),
+    ({"KinesisBatchIntervalMillis": 1000}, "KinesisBatchIntervalMillis"),
+    ({"ResultsStreamName": "bad/name"}, "ResultsStreamName"),
+    ({"UncertaintyLow": 0.7, "UncertaintyHigh": 0.5}, "UncertaintyLow"),
+    ({"ResultsStreamName": "same", "ExportTaskStreamName": "same"}, "stream names"),
+])
+def test_bad_values_are_rejected_by_name(raw, bad):
+    with pytest.raises(ConfigError, match=bad):
+        load_config(raw)
+
+
+def test_console_strings_are_accepted_for_numbers_and_booleans():
+    cfg = load_config({"OkSampleRate": "0.5", "KinesisExportEnabled": "false",
+                       "S3Bucket": "my-review.bucket"})
+    assert cfg.ok_sample_rate == 0.5 and not cfg.kinesis_enabled and cfg.review_enabled
