@@ -42,6 +42,7 @@ FORMAT = "1"  # part of every key: bump it to make every device rebuild its envi
 MIN_PYTHON = (3, 9)
 MAX_TESTED_PYTHON = (3, 12)
 MARKER = ".complete"
+LAST_USED = ".last-used"
 LINK_NAME = "venv"
 KEEP_ENVS = 2  # the current environment and the previous one (instant rollback)
 EXIT_BAD_PYTHON = 3
@@ -347,6 +348,14 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def has_requirements(requirements: bytes) -> bool:
+    """False for an empty or comment-only requirements file (pip refuses those)."""
+    for line in requirements.decode("utf-8", "replace").splitlines():
+        if line.strip() and not line.strip().startswith("#"):
+            return True
+    return False
+
+
 def build(root: str, key: str, requirements_path: str, wheels: Optional[str]) -> str:
     """Create the environment in a private temp dir, then publish it with one rename."""
     final = os.path.join(root, key)
@@ -361,8 +370,10 @@ def build(root: str, key: str, requirements_path: str, wheels: Optional[str]) ->
             .format(sys.executable, code, *sys.version_info[:2]),
             EXIT_BAD_PYTHON,
         )
-    with open(requirements_path, "rb") as handle:
-        requirements = handle.read()
+    requirements = b""
+    if os.path.isfile(requirements_path):
+        with open(requirements_path, "rb") as handle:
+            requirements = handle.read()
     python = os.path.join(tmp, "bin", "python")
     command = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
     if b"--hash" in requirements:
@@ -370,9 +381,11 @@ def build(root: str, key: str, requirements_path: str, wheels: Optional[str]) ->
     if wheels is not None:
         command += ["--no-index", "--find-links", wheels, "--only-binary", ":all:"]
     command += ["-r", requirements_path]
-    log("installing requirements with pip ({})".format(
-        "bundled wheels, --no-index" if wheels else "package index"))
-    code = run(command, env=pip_environment(offline=wheels is not None))
+    code = 0
+    if has_requirements(requirements):
+        log("installing requirements with pip ({})".format(
+            "bundled wheels, --no-index" if wheels else "package index"))
+        code = run(command, env=pip_environment(offline=wheels is not None))
     if code != 0:
         remove_tree(tmp)
         raise InstallError(
@@ -381,7 +394,8 @@ def build(root: str, key: str, requirements_path: str, wheels: Optional[str]) ->
             EXIT_PIP_FAILED,
         )
     relocate(tmp, final)
-    shutil.copyfile(requirements_path, os.path.join(tmp, "vqi-requirements.txt"))
+    with open(os.path.join(tmp, "vqi-requirements.txt"), "wb") as handle:
+        handle.write(requirements)
     marker = {
         "key": key,
         "python": sys.version.split()[0],
@@ -403,13 +417,10 @@ def build(root: str, key: str, requirements_path: str, wheels: Optional[str]) ->
     return final
 
 
-def point_link(work: str, target: str) -> Optional[str]:
-    """Atomically repoint <work>/venv at `target`; returns the previous target, if any."""
+def point_link(work: str, target: str) -> None:
+    """Atomically repoint <work>/venv at `target` (temp link + os.replace)."""
     link = os.path.join(work, LINK_NAME)
-    previous = None
-    if os.path.islink(link):
-        previous = os.path.realpath(link)
-    elif os.path.exists(link):
+    if os.path.exists(link) and not os.path.islink(link):
         aside = "{}.old-{}".format(link, os.getpid())
         log("moving aside a non-link {} (not made by envinstall)".format(link))
         os.rename(link, aside)
@@ -420,18 +431,33 @@ def point_link(work: str, target: str) -> Optional[str]:
     os.symlink(target, tmp_link)
     os.replace(tmp_link, link)
     fsync_dir(work)
-    return previous
 
 
-def prune(root: str, keep: List[str]) -> None:
-    """Remove environments other than `keep` whose lock nobody holds (private roots only)."""
-    kept = set(os.path.realpath(path) for path in keep if path)
-    for name in sorted(os.listdir(root)):
+def mark_used(env: str) -> None:
+    """Record when `env` was last made current; pruning keeps the most recently used ones."""
+    with open(os.path.join(env, LAST_USED), "w") as handle:
+        handle.write(time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
+
+
+def last_used(env: str) -> float:
+    try:
+        return os.stat(os.path.join(env, LAST_USED)).st_mtime
+    except OSError:
+        return 0.0
+
+
+def prune(root: str, current: str) -> None:
+    """Keep `current` and the most recently used other environment (the rollback target);
+    remove older ones whose lock nobody holds. Only for a private root, never a shared cache."""
+    others = []
+    for name in os.listdir(root):
         path = os.path.join(root, name)
-        if name.endswith(".lock") or ".tmp-" in name or os.path.realpath(path) in kept:
+        if name.endswith(".lock") or ".tmp-" in name or not os.path.isdir(path):
             continue
-        if not os.path.isdir(path):
-            continue
+        if os.path.realpath(path) != os.path.realpath(current):
+            others.append(path)
+    others.sort(key=last_used, reverse=True)
+    for path in others[KEEP_ENVS - 1:]:
         lock_path = path + ".lock"
         fd = try_lock(lock_path)
         if fd is None:
@@ -447,10 +473,14 @@ def prune(root: str, keep: List[str]) -> None:
 def install(app: str, work: str, minimum: Tuple[int, int]) -> str:
     check_python(minimum)
     requirements_path = os.path.join(app, "requirements.txt")
-    if not os.path.isfile(requirements_path):
-        raise InstallError("missing {}".format(requirements_path), 2)
-    with open(requirements_path, "rb") as handle:
-        requirements = handle.read()
+    if not os.path.isdir(app):
+        raise InstallError("no such app folder {}".format(app), 2)
+    requirements = b""
+    if os.path.isfile(requirements_path):
+        with open(requirements_path, "rb") as handle:
+            requirements = handle.read()
+    else:
+        log("no {}: the environment gets no third-party packages".format(requirements_path))
     bundle = bundled_wheels(app, requirements)
     key = env_key(requirements, bundle[1] if bundle else None)
     shared_cache = os.environ.get("VQI_VENV_CACHE")
@@ -467,12 +497,13 @@ def install(app: str, work: str, minimum: Tuple[int, int]) -> str:
         else:
             remove_stale(root, key)
             build(root, key, requirements_path, bundle[0] if bundle else None)
-        previous = point_link(work, final)
+        point_link(work, final)
+        mark_used(final)
         log("{} -> {}".format(os.path.join(work, LINK_NAME), final))
     finally:
         os.close(fd)
     if not shared_cache:
-        prune(root, [final, previous or ""])
+        prune(root, final)
     return final
 
 

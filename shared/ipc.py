@@ -40,8 +40,10 @@ class IpcClient:
 
     # -- local pub/sub -------------------------------------------------------------------------
     def publish_json(self, topic: str, message: Any) -> None:
+        from awsiot.greengrasscoreipc.model import JsonMessage, PublishMessage
+
         self._client.publish_to_topic(
-            topic=topic, publish_message={"json_message": {"message": message}}
+            topic=topic, publish_message=PublishMessage(json_message=JsonMessage(message=message))
         )
 
     def subscribe_json(self, topic: str, handler: JsonHandler) -> None:

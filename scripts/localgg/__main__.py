@@ -2,13 +2,15 @@
 
     python -m localgg run --root .local-gg      deploy the built components and run them
     python -m localgg nucleus --root DIR        only the runtime; writes DIR/env/<name>.env
+    python -m localgg status --root DIR         print the component states of a running runtime
 
-Both run until SIGINT/SIGTERM, then stop every component and server and exit 0.
+run and nucleus last until SIGINT/SIGTERM, then stop every component and server and exit 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -16,7 +18,13 @@ from pathlib import Path
 
 from localgg.deploy import DeployError
 from localgg.recipes import RecipeError
-from localgg.runtime import LocalRuntime, OverrideError, RuntimeOptions, load_overrides
+from localgg.runtime import (
+    LocalRuntime,
+    OverrideError,
+    RootBusyError,
+    RuntimeOptions,
+    load_overrides,
+)
 from localgg.supervisor import RestartPolicy
 
 
@@ -45,11 +53,30 @@ def _parser() -> argparse.ArgumentParser:
                        help="errors before a component is BROKEN (default 3)")
         p.add_argument("--backoff", type=float, default=1.0,
                        help="first restart delay in seconds, doubled per error (default 1)")
+    status = sub.add_parser("status", help="print DIR/status.json as a table")
+    status.add_argument("--root", type=Path, default=Path(".local-gg"))
     return parser
+
+
+def print_status(root: Path) -> int:
+    """A table of ROOT/status.json, for a second terminal while `run` is going."""
+    try:
+        status = json.loads((root / "status.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"localgg: error: no readable status in {root}: {exc}", file=sys.stderr)
+        return 2
+    print(f"{status.get('mode')} mode, updated {status.get('updated')}, "
+          f"thing {status.get('thingName')}")
+    for name, entry in status.get("components", {}).items():
+        print(f"  {name:<40} {entry.get('state', '?'):<10} errors={entry.get('errors', 0)} "
+              f"{entry.get('message') or ''}".rstrip())
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.mode == "status":
+        return print_status(args.root)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -76,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     runtime = LocalRuntime(options, echo=True)
     try:
         runtime.start(run_components=args.mode == "run")
-    except (RecipeError, DeployError, OverrideError, OSError, ValueError) as exc:
+    except (RecipeError, DeployError, OverrideError, RootBusyError, OSError, ValueError) as exc:
         runtime.stop()
         print(f"localgg: error: {exc}", file=sys.stderr)
         return 2

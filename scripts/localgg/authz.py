@@ -46,8 +46,9 @@ def _string_list(value: object, where: str) -> tuple[str, ...]:
         return ()
     if isinstance(value, str):
         value = [value]
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise PolicyError(f"{where} must be a list of strings, got {value!r}")
+    if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, str) and v for v in value):
+        raise PolicyError(f"{where} must be a list of non-empty strings, got {value!r}")
     return tuple(value)
 
 

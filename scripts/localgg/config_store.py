@@ -84,20 +84,26 @@ class ConfigStore:
     def update(self, name: str, key_path: Sequence[str] | None, value_to_merge: Any,
                timestamp: float | None = None) -> list[list[str]]:
         """Merge ``value_to_merge`` at ``key_path``; return the key paths of changed leaves."""
+        return self.update_checked(name, key_path, value_to_merge, timestamp)[0]
+
+    def update_checked(self, name: str, key_path: Sequence[str] | None, value_to_merge: Any,
+                       timestamp: float | None = None) -> tuple[list[list[str]], bool]:
+        """Like ``update``; also says whether some leaf kept a newer value (stale write)."""
         path = _check_key_path(key_path)
         stamp = time.time() if timestamp is None else float(timestamp)
         changed: list[KeyPath] = []
+        stale: list[KeyPath] = []
         with self._lock:
             tree = self._tree(name)
             stamps = self._stamps[name]
             if isinstance(value_to_merge, Mapping):
                 container = self._container(tree, path, name)
-                self._merge(container, path, value_to_merge, stamp, stamps, changed)
+                self._merge(container, path, value_to_merge, stamp, stamps, changed, stale)
             else:
                 if not path:
                     raise ConfigError("valueToMerge must be an object when keyPath is empty")
                 parent = self._container(tree, path[:-1], name)
-                self._set_leaf(parent, path, value_to_merge, stamp, stamps, changed)
+                self._set_leaf(parent, path, value_to_merge, stamp, stamps, changed, stale)
             subs = list(self._subs.values())
         for leaf in changed:
             for sub in subs:
@@ -106,7 +112,7 @@ class ConfigStore:
                 n = min(len(sub.key_path), len(leaf))
                 if sub.key_path[:n] == leaf[:n]:
                     sub.callback(name, list(leaf))
-        return [list(p) for p in changed]
+        return [list(p) for p in changed], bool(stale)
 
     def subscribe(self, name: str, key_path: Sequence[str] | None,
                   callback: ChangeCallback) -> int:
@@ -144,29 +150,30 @@ class ConfigStore:
         return node
 
     def _merge(self, container: dict[str, Any], path: KeyPath, value: Mapping[str, Any],
-               stamp: float, stamps: dict[KeyPath, float], changed: list[KeyPath]) -> None:
+               stamp: float, stamps: dict[KeyPath, float], changed: list[KeyPath],
+               stale: list[KeyPath]) -> None:
         for key, item in value.items():
             if not isinstance(key, str) or not key:
                 raise ConfigError(f"configuration keys must be non-empty strings, got {key!r}")
             child_path = path + (key,)
             if isinstance(item, Mapping):
                 child = container.get(key)
-                if not isinstance(child, dict):
+                if not isinstance(child, dict):  # a new (or replaced) container: not an event
                     child = container[key] = {}
-                    if not item:
-                        changed.append(child_path)
-                self._merge(child, child_path, item, stamp, stamps, changed)
+                self._merge(child, child_path, item, stamp, stamps, changed, stale)
             else:
-                self._set_leaf(container, child_path, item, stamp, stamps, changed)
+                self._set_leaf(container, child_path, item, stamp, stamps, changed, stale)
 
     @staticmethod
     def _set_leaf(container: dict[str, Any], path: KeyPath, value: Any, stamp: float,
-                  stamps: dict[KeyPath, float], changed: list[KeyPath]) -> None:
+                  stamps: dict[KeyPath, float], changed: list[KeyPath],
+                  stale: list[KeyPath]) -> None:
         key = path[-1]
         if isinstance(container.get(key), dict):
             raise ConfigError(f"key path {list(path)} is an object; merge an object into it")
         if stamp < stamps.get(path, float("-inf")):
-            return  # an older write loses, as on the nucleus
+            stale.append(path)  # an older write loses, as on the nucleus
+            return
         stamps[path] = stamp
         if key in container and container[key] == value:
             return

@@ -79,7 +79,7 @@ class Message:
     payload: bytes = b""
 
     def header_values(self) -> dict[str, Any]:
-        """Header values by lower-cased name (event-stream RPC compares names case-insensitively)."""
+        """Header values by lower-cased name (RPC header names are case-insensitive)."""
         return {h.name.lower(): h.value for h in self.headers}
 
 
@@ -211,7 +211,7 @@ class FrameDecoder:
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[Message]:
-        """Append bytes; return every message now complete. Raises EventStreamError on corruption."""
+        """Append bytes; return every complete message. Raises EventStreamError on corruption."""
         buf = self._buf
         buf += data
         out: list[Message] = []
@@ -225,12 +225,56 @@ class FrameDecoder:
                 raise EventStreamError(f"invalid message length {total} (headers {hlen})")
             if n - pos < total:
                 break
-            frame = bytes(buf[pos:pos + total])
+            raw = bytes(buf[pos:pos + total])
             pos += total
-            if _crc32(memoryview(frame)[:-4]) != _U32.unpack_from(frame, total - 4)[0]:
+            if _crc32(memoryview(raw)[:-4]) != _U32.unpack_from(raw, total - 4)[0]:
                 raise EventStreamError("message checksum mismatch")
             hend = PRELUDE_LENGTH + hlen
-            out.append(Message(decode_headers(frame[PRELUDE_LENGTH:hend]), frame[hend:-4]))
+            out.append(Message(decode_headers(raw[PRELUDE_LENGTH:hend]), raw[hend:-4]))
         if pos:
             del buf[:pos]
         return out
+
+
+# -- event-stream RPC framing (aws-c-event-stream event_stream_rpc.h) -------------------------
+
+PROTOCOL_VERSION = "0.1.0"
+
+APPLICATION_MESSAGE, APPLICATION_ERROR, PING, PING_RESPONSE = 0, 1, 2, 3
+CONNECT, CONNECT_ACK, PROTOCOL_ERROR, INTERNAL_ERROR = 4, 5, 6, 7
+CONNECTION_ACCEPTED, TERMINATE_STREAM = 0x1, 0x2
+
+
+def _int32_header_prefix(name: str) -> bytes:
+    raw = name.encode()
+    return bytes((len(raw),)) + raw + bytes((HeaderType.INT32,))
+
+
+_MT = _int32_header_prefix(":message-type")
+_MF = _int32_header_prefix(":message-flags")
+_SID = _int32_header_prefix(":stream-id")
+_JSON_CT = encode_headers([Header.string(":content-type", "application/json")])
+_model_header_cache: dict[str, bytes] = {}
+
+
+def _model_header(model: str) -> bytes:
+    cached = _model_header_cache.get(model)
+    if cached is None:
+        cached = _JSON_CT + encode_headers([Header.string("service-model-type", model)])
+        _model_header_cache[model] = cached
+    return cached
+
+
+def rpc_headers(message_type: int, flags: int, stream_id: int, model: str | None = None) -> bytes:
+    """Pre-encoded RPC headers; JSON content type and model type added when ``model`` is set."""
+    out = b"".join((_MT, _I32.pack(message_type), _MF, _I32.pack(flags), _SID,
+                    _I32.pack(stream_id)))
+    return out + _model_header(model) if model else out
+
+
+def frame(header_bytes: bytes, payload: bytes) -> bytes:
+    """One event-stream message from pre-encoded headers (the hot path; no Header objects)."""
+    prelude = _PRELUDE.pack(PRELUDE_LENGTH + len(header_bytes) + len(payload) + TRAILER_LENGTH,
+                            len(header_bytes))
+    head = prelude + _U32.pack(_crc32(prelude)) + header_bytes
+    return b"".join((head, payload, _U32.pack(_crc32(payload, _crc32(head)))))

@@ -16,6 +16,16 @@ The protocol (awslabs/aws-c-event-stream RPC, as the awscrt client speaks it):
 
 The server runs its own asyncio loop on a background thread; the public methods of
 ``IpcServer`` are safe to call from any thread.
+
+Emulated: SVCUID authentication (one token per component, a re-registered component's old
+token stops working); PublishToTopic / SubscribeToTopic (JSON and binary, ``+``/``#`` filters,
+receiveMode); PublishToIoTCore (appended to a JSON-lines "cloud" log, IoT Core topic and 128 KB
+payload limits checked) / SubscribeToIoTCore (sees what local components publish to IoT Core);
+GetConfiguration / UpdateConfiguration / SubscribeToConfigurationUpdate; UpdateState;
+``accessControl`` authorization for the pubsub and mqttproxy services (UnauthorizedError).
+Not emulated: every other operation answers ServiceError ("not emulated"); nothing arrives
+from a real cloud; QoS, retain and MQTT 5 properties are recorded or passed through, not
+enforced; configuration operations need no authorization (as on the nucleus).
 """
 
 from __future__ import annotations
@@ -27,9 +37,7 @@ import json
 import logging
 import os
 import secrets
-import struct
 import threading
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -40,28 +48,36 @@ from localgg import authz
 from localgg.authz import Authorizer
 from localgg.config_store import ConfigError, ConfigNotFoundError, ConfigStore
 from localgg.eventstream import (
-    PRELUDE_LENGTH,
-    TRAILER_LENGTH,
+    APPLICATION_ERROR,
+    APPLICATION_MESSAGE,
+    CONNECT,
+    CONNECT_ACK,
+    CONNECTION_ACCEPTED,
+    INTERNAL_ERROR,
+    PING,
+    PING_RESPONSE,
+    PROTOCOL_ERROR,
+    PROTOCOL_VERSION,
+    TERMINATE_STREAM,
     EventStreamError,
     FrameDecoder,
-    Header,
     HeaderType,
     Message,
-    encode_headers,
+    frame,
+    rpc_headers,
 )
-from localgg.topics import TopicError, topic_matches, validate_topic_filter, validate_topic_name
+from localgg.topics import (
+    TopicError,
+    has_wildcard,
+    topic_matches,
+    validate_topic_filter,
+    validate_topic_name,
+)
 
 log = logging.getLogger("localgg.ipc")
 
 SOCKET_ENV = "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"
 SVCUID_ENV = "SVCUID"
-PROTOCOL_VERSION = "0.1.0"
-
-# Message types and flags (aws-c-event-stream event_stream_rpc.h)
-APPLICATION_MESSAGE, APPLICATION_ERROR, PING, PING_RESPONSE = 0, 1, 2, 3
-CONNECT, CONNECT_ACK, PROTOCOL_ERROR, INTERNAL_ERROR = 4, 5, 6, 7
-CONNECTION_ACCEPTED, TERMINATE_STREAM = 0x1, 0x2
-
 GG = "aws.greengrass#"
 UNAUTHORIZED = GG + "UnauthorizedError"
 SERVICE_ERROR = GG + "ServiceError"
@@ -84,50 +100,10 @@ GREENGRASS_OPERATIONS = frozenset(
         "UpdateThingShadow ValidateAuthorizationToken VerifyClientDeviceIdentity").split())
 
 REFUSED_GRACE_S = 5.0
+MAX_BACKLOG_BYTES = 64 * 1024 * 1024
 IOT_CORE_MAX_PAYLOAD = 128 * 1024
 IOT_CORE_MAX_TOPIC_BYTES = 256
 IOT_CORE_MAX_SLASHES = 7
-
-_I32 = struct.Struct(">i")
-_U32 = struct.Struct(">I")
-_PRELUDE = struct.Struct(">II")
-_crc32 = zlib.crc32
-
-
-def _int32_header_prefix(name: str) -> bytes:
-    raw = name.encode()
-    return bytes((len(raw),)) + raw + bytes((HeaderType.INT32,))
-
-
-_MT = _int32_header_prefix(":message-type")
-_MF = _int32_header_prefix(":message-flags")
-_SID = _int32_header_prefix(":stream-id")
-_JSON_CT = encode_headers([Header.string(":content-type", "application/json")])
-_model_header_cache: dict[str, bytes] = {}
-
-
-def _model_header(model: str) -> bytes:
-    cached = _model_header_cache.get(model)
-    if cached is None:
-        cached = _JSON_CT + encode_headers([Header.string("service-model-type", model)])
-        _model_header_cache[model] = cached
-    return cached
-
-
-def rpc_headers(message_type: int, flags: int, stream_id: int, model: str | None = None) -> bytes:
-    """Pre-encoded RPC headers; JSON content type and model type added when ``model`` is set."""
-    out = b"".join((_MT, _I32.pack(message_type), _MF, _I32.pack(flags), _SID,
-                    _I32.pack(stream_id)))
-    return out + _model_header(model) if model else out
-
-
-def frame(header_bytes: bytes, payload: bytes) -> bytes:
-    """One event-stream message from pre-encoded headers (the hot path; no Header objects)."""
-    prelude = _PRELUDE.pack(PRELUDE_LENGTH + len(header_bytes) + len(payload) + TRAILER_LENGTH,
-                            len(header_bytes))
-    head = prelude + _U32.pack(_crc32(prelude)) + header_bytes
-    return b"".join((head, payload, _U32.pack(_crc32(payload, _crc32(head)))))
-
 
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
@@ -231,6 +207,7 @@ class _Connection(asyncio.Protocol):
         self.last_stream_id = 0
         self.closed = False
         self.refused = False
+        self.dropped = 0
         self._out: list[bytes] = []
         self._flush_scheduled = False
 
@@ -275,6 +252,24 @@ class _Connection(asyncio.Protocol):
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.server._loop.call_soon(self._flush)
+
+    def congested(self) -> bool:
+        """True while a client has stopped reading and too much is queued for it.
+
+        Events for it are then dropped (and logged) rather than buffered without limit, the
+        way a broker protects itself from a stalled subscriber; responses are never dropped.
+        """
+        transport = self.transport
+        if transport is None or transport.get_write_buffer_size() < self.server.max_backlog_bytes:
+            if self.dropped:
+                log.warning("%s is reading again after %d dropped events", self.component,
+                            self.dropped)
+                self.dropped = 0
+            return False
+        if not self.dropped:
+            log.warning("%s is not reading its IPC socket; dropping events", self.component)
+        self.dropped += 1
+        return True
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -388,6 +383,8 @@ class IpcServer:
             raise ValueError(f"Unix socket path too long (max 107 bytes): {self._socket_path}")
         self._cloud_log_path = Path(cloud_log)
         self.thing_name = thing_name
+        #: events for a client with more than this many unsent bytes are dropped
+        self.max_backlog_bytes = MAX_BACKLOG_BYTES
         self._lock = threading.Lock()
         self._components: dict[str, _Component] = {}
         self._tokens: dict[str, str] = {}
@@ -453,6 +450,21 @@ class IpcServer:
     def update_configuration(self, name: str, key_path: list[str], value_to_merge: Any) -> None:
         """Merge into a component's configuration and notify its configuration subscribers."""
         self._config.update(name, key_path, value_to_merge)
+
+    def publish_from_cloud(self, topic: str, payload: bytes, timeout: float = 5.0) -> int:
+        """Deliver an MQTT message "from IoT Core" to SubscribeToIoTCore subscribers.
+
+        Stands in for the cloud side (a remote command, a shadow delta); returns how many
+        subscriptions received it. Not written to the cloud log, which records device output.
+        """
+        validate_topic_name(topic)
+        encoded = base64.b64encode(payload).decode()
+        body = _dumps({"message": {"topicName": topic, "payload": encoded}})
+
+        async def deliver() -> int:
+            return self._deliver(self._iot.match(topic), "", body)
+
+        return asyncio.run_coroutine_threadsafe(deliver(), self._loop).result(timeout)
 
     def start(self) -> None:
         if self._thread is not None:
@@ -586,6 +598,8 @@ class IpcServer:
         for sub in subs:
             if sub.from_others_only and sub.component == publisher:
                 continue
+            if sub.conn.congested():
+                continue
             sub.conn.send(frame(sub.event_headers, payload))
             delivered += 1
         return delivered
@@ -599,6 +613,8 @@ class IpcServer:
             validate_topic_name(topic)
         except TopicError as exc:
             raise IpcError(INVALID_ARGUMENTS, str(exc)) from None
+        if "*" in topic:  # the nucleus refuses '*' in local publish topics too
+            raise IpcError(INVALID_ARGUMENTS, "Publish topic must not contain a wildcard.")
         component = conn.component or ""
         self._authorize(component, authz.PUBSUB_SERVICE, authz.PUBLISH_TO_TOPIC, topic)
         message = req.get("publishMessage")
@@ -620,15 +636,16 @@ class IpcServer:
             validate_topic_filter(topic)
         except TopicError as exc:
             raise IpcError(INVALID_ARGUMENTS, str(exc)) from None
-        mode = req.get("receiveMode") or "RECEIVE_ALL_MESSAGES"
+        # Nucleus default: a wildcard subscription does not hear its own component's messages
+        mode = req.get("receiveMode") or (
+            "RECEIVE_MESSAGES_FROM_OTHERS" if has_wildcard(topic) else "RECEIVE_ALL_MESSAGES")
         if mode not in ("RECEIVE_ALL_MESSAGES", "RECEIVE_MESSAGES_FROM_OTHERS"):
             raise IpcError(INVALID_ARGUMENTS, f"unknown receiveMode {mode!r}")
         self._authorize(conn.component or "", authz.PUBSUB_SERVICE, authz.SUBSCRIBE_TO_TOPIC,
                         topic)
         self._open_subscription(conn, sid, topic, GG + "SubscriptionResponseMessage",
                                 self._local, mode == "RECEIVE_MESSAGES_FROM_OTHERS")
-        conn.respond(sid, GG + "SubscribeToTopicResponse", _dumps({"topicName": topic}),
-                     terminate=False)
+        conn.respond(sid, GG + "SubscribeToTopicResponse", b"{}", terminate=False)
 
     def _publish_to_iot_core(self, conn: _Connection, sid: int, req: dict[str, Any]) -> None:
         topic = req.get("topicName")
@@ -714,24 +731,42 @@ class IpcServer:
                      _dumps({"componentName": name, "value": value}))
 
     def _update_configuration(self, conn: _Connection, sid: int, req: dict[str, Any]) -> None:
-        if "componentName" in req and req["componentName"] != conn.component:
-            raise IpcError(UNAUTHORIZED, "a component may only update its own configuration")
-        if "valueToMerge" not in req:
-            raise IpcError(INVALID_ARGUMENTS, "valueToMerge is required")
+        # The request names no component: a component can only ever update its own.
         timestamp = req.get("timestamp")
-        if timestamp is not None and not isinstance(timestamp, (int, float)):
+        if timestamp is None:
+            raise IpcError(INVALID_ARGUMENTS, "Timestamp is required")
+        if not isinstance(timestamp, (int, float)):
             raise IpcError(INVALID_ARGUMENTS, "timestamp must be a number (epoch seconds)")
+        value = req.get("valueToMerge")
+        if not isinstance(value, dict):
+            raise IpcError(INVALID_ARGUMENTS, "ValueToMerge is required and must be an object")
+        key_path = req.get("keyPath") or []
+        if not isinstance(key_path, list):
+            raise IpcError(INVALID_ARGUMENTS, "keyPath must be a list of strings")
+        if (key_path[:1] == ["accessControl"]) or (not key_path and "accessControl" in value):
+            raise IpcError(INVALID_ARGUMENTS,
+                           "Config update is not allowed for following fields [accessControl]")
         try:
-            self._config.update(conn.component or "", req.get("keyPath") or [],
-                                req["valueToMerge"], timestamp)
+            _, stale = self._config.update_checked(conn.component or "", key_path, value,
+                                                   timestamp)
         except ConfigError as exc:
             raise IpcError(INVALID_ARGUMENTS, str(exc)) from None
+        if stale:
+            raise IpcError(GG + "FailedUpdateConditionCheckError", "Proposed timestamp is older "
+                           "than the config's latest modified timestamp")
         conn.respond(sid, GG + "UpdateConfigurationResponse", b"{}")
 
     def _subscribe_to_configuration_update(self, conn: _Connection, sid: int,
                                            req: dict[str, Any]) -> None:
         name = self._target_component(conn, req)
         key_path = req.get("keyPath") or []
+        try:  # like the nucleus, only an existing node can be watched
+            self._config.get(name, key_path)
+        except ConfigError as exc:
+            raise IpcError(INVALID_ARGUMENTS, str(exc)) from None
+        except ConfigNotFoundError as exc:
+            raise IpcError(NOT_FOUND, str(exc), resourceType="Configuration",
+                           resourceName="/".join(map(str, key_path))) from None
         sub = self._open_subscription(conn, sid, "", GG + "ConfigurationUpdateEvents", None)
         loop = self._loop
 
@@ -740,8 +775,11 @@ class IpcServer:
                                                            "keyPath": path}})
             if threading.get_ident() == self._thread_ident():
                 sub.conn.send(frame(sub.event_headers, payload))
-            else:
-                loop.call_soon_threadsafe(sub.conn.send, frame(sub.event_headers, payload))
+            elif not loop.is_closed():
+                try:
+                    loop.call_soon_threadsafe(sub.conn.send, frame(sub.event_headers, payload))
+                except RuntimeError:  # the server stopped meanwhile
+                    pass
 
         try:
             token = self._config.subscribe(name, key_path, changed)

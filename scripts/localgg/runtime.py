@@ -14,7 +14,9 @@ ROOT layout (mirrors /greengrass/v2 where Greengrass has an equivalent):
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import fcntl
 import json
 import os
 import shlex
@@ -34,11 +36,18 @@ from localgg.supervisor import (
     RestartPolicy,
     Step,
     Supervisor,
+    kill_marked,
     utc_stamp,
 )
 
 DEFAULT_VENV_CACHE = Path("~/.cache/vqi/venvs")
+# Set in every component process (not in env files): finds processes left by a runtime that died.
+ROOT_MARKER = "LOCALGG_ROOT"
 _MAX_SOCKET_PATH = 100
+
+
+class RootBusyError(RuntimeError):
+    """Another localgg runtime holds this root folder."""
 
 
 class OverrideError(ValueError):
@@ -192,6 +201,11 @@ def build_spec(recipe: ComponentRecipe, ctx: InterpolationContext, paths: Compon
                runtime_env: dict[str, str]) -> tuple[ComponentSpec, dict[str, str]]:
     """The supervisor's spec and the environment a process of this component gets."""
     lifecycle = _lower_keys(recipe.lifecycle)
+    notes = [f"lifecycle step {key} is not emulated locally; ignored"
+             for key in lifecycle if key in ("bootstrap", "recover")]
+    if any(isinstance(v, dict) and str(_lower_keys(v).get("requiresprivilege")).lower() == "true"
+           for v in lifecycle.values()):
+        notes.append("RequiresPrivilege is not emulated: every step runs as the current user")
     env = {**runtime_env, **_env_map(lifecycle.get("setenv"), ctx, "Lifecycle")}
     spec = ComponentSpec(
         name=recipe.name,
@@ -202,6 +216,7 @@ def build_spec(recipe: ComponentRecipe, ctx: InterpolationContext, paths: Compon
         run=_step(lifecycle.get("run"), ctx, "Run"),
         shutdown=_step(lifecycle.get("shutdown"), ctx, "Shutdown"),
         dependencies={d.name: d.dependency_type for d in recipe.dependencies},
+        notes=notes,
     )
     return spec, env
 
@@ -230,6 +245,7 @@ class LocalRuntime:
         self._last_status = ""
         self._event_log: Any = None
         self._stopped = False
+        self._lock_file: Any = None
 
     # -- setup --
     def _load(self) -> list[ComponentRecipe]:
@@ -253,10 +269,16 @@ class LocalRuntime:
         from localgg.stream_manager.server import StreamManagerServer
 
         self.mode = "run" if run_components else "nucleus"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock_root()
         for sub in ("logs", "env", "cloud", "work", "packages"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._event_log = (self.root / "logs" / "greengrass.log").open(
             "a", encoding="utf-8", buffering=1)
+        leftovers = kill_marked(ROOT_MARKER, str(self.root))
+        if leftovers:
+            self.log_event(f"killed {len(leftovers)} process(es) left by an earlier runtime: "
+                           f"{leftovers}")
         self.recipes = self._load()
         configurations = {
             r.name: apply_configuration_update(r.default_configuration,
@@ -301,13 +323,13 @@ class LocalRuntime:
                 "AWS_REGION": self.options.region,
                 "AWS_DEFAULT_REGION": self.options.region,
                 "GG_ROOT_CA_PATH": str(self.root / "rootCA.pem"),
-                "STREAM_MANAGER_SERVER_PORT": str(self.stream_manager.port),
-                "AWS_CONTAINER_AUTHORIZATION_TOKEN": str(self.stream_manager.auth_token),
+                **self.stream_manager.env(),
                 "VQI_VENV_CACHE": str(venv_cache.expanduser()),
             }
             spec, env = build_spec(recipe, ctx, paths[recipe.name], runtime_env)
             self.component_env[recipe.name] = env
             write_env_file(self.root / "env" / f"{recipe.name}.env", env)
+            spec.env[ROOT_MARKER] = str(self.root)
             specs.append(spec)
         names = [r.name for r in self.recipes]
         self.log_event(f"started in {self.mode} mode: ipc {socket_path}, stream manager "
@@ -319,6 +341,19 @@ class LocalRuntime:
             self.supervisor.start()
         else:
             self.write_status()
+
+    def wait_settled(self, timeout: float) -> dict[str, str]:
+        """Wait until every component is RUNNING, FINISHED, BROKEN or blocked; returns states."""
+        if self.supervisor is None:
+            raise RuntimeError("no component processes in nucleus mode")
+        self.supervisor.wait_until(self.supervisor.settled, timeout)
+        return {n: s.state.value for n, s in self.supervisor.snapshot().items()}
+
+    def __enter__(self) -> LocalRuntime:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
     # -- status --
     def _on_change(self, name: str, status: ComponentStatus) -> None:
@@ -350,7 +385,8 @@ class LocalRuntime:
 
     def write_status(self) -> None:
         """Rewrite ROOT/status.json atomically when anything in it changed."""
-        with self._status_lock:
+        outer = self.supervisor.lock if self.supervisor else contextlib.nullcontext()
+        with outer, self._status_lock:
             body = self.status()
             text = json.dumps(body, indent=2, sort_keys=True)
             if text == self._last_status:
@@ -369,6 +405,10 @@ class LocalRuntime:
         self._stopped = True
         if self.supervisor is not None:
             self.supervisor.stop()
+            escaped = kill_marked(ROOT_MARKER, str(self.root))
+            if escaped:
+                self.log_event(f"killed {len(escaped)} process(es) that left their component's "
+                               f"process group: {escaped}")
             self.write_status()
         if self.stream_manager is not None:
             self.stream_manager.stop()
@@ -384,3 +424,20 @@ class LocalRuntime:
         if self._event_log is not None:
             self._event_log.close()
             self._event_log = None
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the flock
+            self._lock_file = None
+
+    def _lock_root(self) -> None:
+        """One runtime per root: a second would share sockets, logs and work folders."""
+        handle = (self.root / "localgg.lock").open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            handle.close()
+            raise RootBusyError(f"another localgg runtime is using {self.root}") from exc
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock_file = handle

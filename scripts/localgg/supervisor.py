@@ -63,6 +63,7 @@ class ComponentSpec:
     run: Step | None = None
     shutdown: Step | None = None
     dependencies: dict[str, str] = field(default_factory=dict)  # name -> HARD | SOFT
+    notes: list[str] = field(default_factory=list)  # what the local runtime does differently
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,38 @@ def _kill_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
     proc.wait()
 
 
+def marked_processes(key: str, value: str) -> list[int]:
+    """Processes of this user whose environment holds KEY=VALUE (Linux /proc)."""
+    wanted = f"{key}={value}".encode()
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                if wanted in handle.read().split(b"\0"):
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def kill_marked(key: str, value: str) -> list[int]:
+    """SIGKILL every process carrying KEY=VALUE: leftovers of a runtime that died, or daemons
+    that left their process group. Returns the pids signalled."""
+    pids = marked_processes(key, value)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return pids
+
+
 class Supervisor:
     """Drives every component's lifecycle; thread-safe status; `stop()` ends all processes."""
 
@@ -182,8 +215,14 @@ class Supervisor:
         self._logs: dict[str, ComponentLog] = {}
         self._stopping = False
         self._final: set[str] = set()
+        self._blocked: set[str] = set()  # NEW forever: a HARD dependency will never be ready
 
     # ----- status -----
+    @property
+    def lock(self) -> threading.Condition:
+        """Held while state changes are reported; take it before any lock of your own."""
+        return self._cond
+
     def status(self, name: str) -> ComponentStatus:
         with self._cond:
             return self._status[name]
@@ -204,6 +243,14 @@ class Supervisor:
                 self._cond.wait(left)
             return True
 
+    def settled(self, statuses: dict[str, ComponentStatus]) -> bool:
+        """Every component RUNNING, FINISHED, BROKEN or blocked behind a broken HARD dependency.
+
+        A short Run passes through RUNNING, so this means "all started" rather than "all done".
+        """
+        return all(s.state in (State.RUNNING, State.FINISHED, State.BROKEN)
+                   or name in self._blocked for name, s in statuses.items())
+
     def _set(self, name: str, state: State | None = None, **changes: object) -> None:
         with self._cond:
             if name in self._final:
@@ -214,16 +261,19 @@ class Supervisor:
                 new = replace(new, state=state, since=utc_stamp())
             self._status[name] = new
             self._cond.notify_all()
-        if state is not None and state != old.state:
-            self._logs[name].write("INFO", "lifecycle", f"{old.state.value} -> {state.value}"
-                                   + (f" ({new.message})" if new.message else ""))
-        if self._on_change is not None and new != old:
-            self._on_change(name, new)
+            # Reported under the lock so logs and status.json see changes in their real order.
+            if state is not None and state != old.state:
+                self._logs[name].write("INFO", "lifecycle", f"{old.state.value} -> {state.value}"
+                                       + (f" ({new.message})" if new.message else ""))
+            if self._on_change is not None and new != old:
+                self._on_change(name, new)
 
     # ----- running -----
     def start(self) -> None:
         for name in self._order:
             self._logs[name] = ComponentLog(self._logs_dir / f"{name}.log", name)
+            for note in self._specs[name].notes:
+                self._logs[name].write("WARN", "localgg", note)
         for name in self._order:
             thread = threading.Thread(target=self._drive, args=(name,), name=f"lgg-{name}",
                                       daemon=True)
@@ -236,20 +286,26 @@ class Supervisor:
 
     def _wait_dependencies(self, name: str) -> bool:
         deps = {d: t for d, t in self._specs[name].dependencies.items() if d in self._specs}
+
+        def dead(dep: str) -> bool:  # will never become ready
+            return self._status[dep].state == State.BROKEN or dep in self._blocked
+
         with self._cond:
             while not self._stopping:
-                blocked = [d for d, t in deps.items()
-                           if t == "HARD" and self._status[d].state == State.BROKEN]
+                blocked = [d for d, t in deps.items() if t == "HARD" and dead(d)]
                 if blocked:
                     break
-                pending = [d for d in deps if self._status[d].state not in READY_STATES
-                           and self._status[d].state != State.BROKEN]
+                pending = [d for d in deps
+                           if self._status[d].state not in READY_STATES and not dead(d)]
                 if not pending:
                     return True
                 self._cond.wait()
             else:
                 return False
-        self._set(name, message=f"not started: HARD dependency {', '.join(blocked)} is BROKEN")
+            self._blocked.add(name)
+            reasons = [f"{d} is {'BROKEN' if self._status[d].state == State.BROKEN else 'blocked'}"
+                       for d in blocked]
+        self._set(name, message=f"not started: HARD dependency {', '.join(reasons)}")
         return False
 
     def _spawn(self, name: str, step_name: str, step: Step) -> subprocess.Popen[bytes] | None:
@@ -283,7 +339,11 @@ class Supervisor:
         if skip_step(step.skip_if, {**self._base_env, **spec.env, **step.env}):
             self._logs[name].write("INFO", step_name, f"skipped (SkipIf {step.skip_if})")
             return True, "skipped"
-        proc = self._spawn(name, step_name, step)
+        try:
+            proc = self._spawn(name, step_name, step)
+        except OSError as exc:
+            self._logs[name].write("ERROR", step_name, f"could not start: {exc}")
+            return False, f"{step_name} could not start: {exc}"
         if proc is None:
             return False, "stopping"
         timeout = step.timeout if step.timeout is not None else default_timeout
@@ -313,7 +373,18 @@ class Supervisor:
             self._cond.wait_for(lambda: self._stopping, timeout=delay)
         return False
 
+    def _restart_note(self, name: str) -> str:
+        errors = self.status(name).errors
+        return f"restart after {errors} error(s)" if errors else ""
+
     def _drive(self, name: str) -> None:
+        try:
+            self._drive_lifecycle(name)
+        except Exception as exc:  # a runtime bug must not leave a component silently STARTING
+            self._logs[name].write("ERROR", "lifecycle", f"runtime error: {exc!r}")
+            self._set(name, State.BROKEN, pid=None, message=f"runtime error: {exc!r}")
+
+    def _drive_lifecycle(self, name: str) -> None:
         spec = self._specs[name]
         if not self._wait_dependencies(name):
             return
@@ -331,8 +402,9 @@ class Supervisor:
                         continue
                 installed = True
                 self._set(name, State.INSTALLED, message="")
+            restart_note = self._restart_note(name)
             if spec.startup is not None:
-                self._set(name, State.STARTING)
+                self._set(name, State.STARTING, message=restart_note)
                 ok, reason = self._run_step(name, "Startup", spec.startup,
                                             DEFAULT_STARTUP_TIMEOUT)
                 if self._stopped():
@@ -346,8 +418,14 @@ class Supervisor:
             if spec.run is None:
                 self._set(name, State.FINISHED, message="installed; no Run step")
                 return
-            self._set(name, State.STARTING)
-            proc = self._spawn(name, "Run", spec.run)
+            self._set(name, State.STARTING, message=restart_note)
+            try:
+                proc = self._spawn(name, "Run", spec.run)
+            except OSError as exc:
+                self._logs[name].write("ERROR", "Run", f"could not start: {exc}")
+                if self._record_error(name, f"Run could not start: {exc}"):
+                    return
+                continue
             if proc is None:
                 return
             self._set(name, State.RUNNING, pid=proc.pid, message="")
@@ -399,7 +477,9 @@ class Supervisor:
                 os.killpg(proc.pid, signal.SIGKILL)  # leftovers of a Startup's background group
             except (ProcessLookupError, PermissionError):
                 pass
-        self._set(name, State.FINISHED, pid=None, message="stopped")
+        ran = state in (State.RUNNING, State.STARTING, State.INSTALLED)
+        self._set(name, State.FINISHED if ran else state, pid=None,
+                  message="stopped" if ran else f"stopped during {state.value}")
         with self._cond:
             self._final.add(name)
 

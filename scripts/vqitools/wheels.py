@@ -14,6 +14,7 @@ transitive dependency is reported at build time instead of failing on an offline
 Targets that cannot be satisfied are reported (package, version, target) and marked incomplete in
 the manifest; the device refuses an incomplete target with a message naming what the bundle covers.
 
+Builds: ``build-component --bundle-wheels`` calls ``bundler_for_build()``.
 CLI: ``python3 -m vqitools.wheels REQUIREMENTS DEST [--platform TAG ...] [--python X.Y ...]``
 (run with ``PYTHONPATH=scripts``).
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -33,6 +35,7 @@ import zipfile
 from dataclasses import dataclass, field
 from email.parser import Parser
 from pathlib import Path
+from typing import Callable
 
 from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
@@ -232,8 +235,7 @@ def _bundle_target(pins: list[Pin], target: Target, dest: Path, scratch: Path) -
             if single.returncode != 0:
                 target.missing.append(f"no wheel for {pin.name}=={pin.version}")
     wheels = sorted(work.glob("*.whl"))
-    if not target.missing:
-        target.missing.extend(_unpinned_dependencies(wheels, wanted, target))
+    target.missing.extend(_unpinned_dependencies(wheels, wanted, target))
     hashes = {}
     for wheel in wheels:
         if not (dest / wheel.name).exists():
@@ -299,6 +301,39 @@ def bundle_wheels(
     log(f"wheels: {len(files)} files, {size / 1e6:.1f} MB in {dest} "
         f"({time.monotonic() - started:.0f} s)")
     return manifest
+
+
+def _env_list(name: str) -> list[str] | None:
+    value = os.environ.get(name, "")
+    return [item.strip() for item in value.split(",") if item.strip()] or None
+
+
+def bundler_for_build() -> Callable[[Path, Path], None]:
+    """The wheel step of ``build-component --bundle-wheels``.
+
+    Targets come from VQI_BUNDLE_PLATFORMS / VQI_BUNDLE_PYTHONS (comma lists; defaults above).
+    Missing combinations are printed and recorded in the manifest (the device then refuses them
+    clearly); the build fails when no target is complete, or on any gap with VQI_BUNDLE_STRICT=1.
+    """
+    from vqitools.build import BuildError
+
+    platforms = _env_list("VQI_BUNDLE_PLATFORMS")
+    pythons = _env_list("VQI_BUNDLE_PYTHONS")
+    strict = os.environ.get("VQI_BUNDLE_STRICT") == "1"
+
+    def bundle(requirements: Path, dest: Path) -> None:
+        try:
+            manifest = bundle_wheels(requirements, dest, platforms, pythons)
+        except BundleError as exc:
+            raise BuildError(f"--bundle-wheels: {exc}") from exc
+        for line in manifest["missing"]:
+            print(f"wheels: missing {line}", file=sys.stderr)
+        if not any(target["complete"] for target in manifest["targets"]):
+            raise BuildError("--bundle-wheels: no target has wheels for every pin")
+        if strict and manifest["missing"]:
+            raise BuildError("--bundle-wheels: VQI_BUNDLE_STRICT=1 and some targets lack wheels")
+
+    return bundle
 
 
 def main(argv: list[str] | None = None) -> int:

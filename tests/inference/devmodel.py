@@ -42,6 +42,27 @@ def write_model_json(folder: Path, onnx_name: str, class_names: List[str], imgsz
     return meta
 
 
+def _calibrate_batchnorm(net) -> None:
+    """Set BatchNorm statistics from a few random batches so activations do not vanish.
+
+    Untrained YOLO layers shrink activations at every level, so every box would get the same score.
+    With calibrated statistics scores depend on the image, like a trained model's.
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(1)
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average over the calibration batches
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            base = torch.rand(4, 3, IMGSZ // 16, IMGSZ // 16, generator=gen)
+            net(torch.nn.functional.interpolate(base, size=(IMGSZ, IMGSZ), mode="bilinear"))
+    net.eval()
+
+
 def build(folder: Path) -> Path:
     """Export the dev model into `folder` (model.onnx + model.json) and return the folder."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -60,12 +81,13 @@ def build(folder: Path) -> Path:
         for seq in head.cv3:
             last = seq[-1]
             new = torch.nn.Conv2d(last.in_channels, len(CLASS_NAMES), 1)
-            torch.nn.init.normal_(new.weight, std=0.02)
-            torch.nn.init.uniform_(new.bias, -9.0, 1.0)
+            torch.nn.init.normal_(new.weight, std=0.005)
+            torch.nn.init.uniform_(new.bias, -3.0, -1.0)
             seq[-1] = new
         head.nc = len(CLASS_NAMES)
         head.no = head.nc + head.reg_max * 4
         net.yaml["nc"] = len(CLASS_NAMES)
+        _calibrate_batchnorm(net)
     cwd = os.getcwd()
     os.chdir(folder)
     try:

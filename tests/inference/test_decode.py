@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 import pytest
 from conftest import textured_image, write_image
-
 from vqi_inference import decode
 
 MAX_BYTES = 10_000_000
@@ -152,3 +151,23 @@ def test_decoding_matches_ultralytics_imread(tmp_path: Path) -> None:
         ours = load(path)
         ref = imread(str(path), cv2.IMREAD_COLOR)
         assert np.array_equal(ours, ref), path.name
+
+
+@pytest.mark.parametrize("size,expected", [((1280, 960), (240, 320)), ((2592, 1944), (243, 324)),
+                                           ((500, 400), (400, 500)), ((300, 200), (200, 300))])
+def test_reduced_jpeg_decode_never_goes_below_the_model_size(tmp_path: Path, size: tuple,
+                                                             expected: tuple) -> None:
+    w, h = size
+    data = decode.read_file(str(write_image(tmp_path / "c.jpg", textured_image(h, w))), MAX_BYTES)
+    image, orig = decode.decode_reduced(data, MAX_PIXELS, (320, 320))
+    assert orig == (h, w) and image.shape[:2] == expected
+    r = min(320 / h, 320 / w)
+    if r < 1:  # still at least the size the letterbox shrinks to
+        assert image.shape[0] >= round(h * r) and image.shape[1] >= round(w * r)
+
+
+def test_reduced_decode_leaves_other_formats_alone(tmp_path: Path) -> None:
+    img = textured_image(960, 1280)
+    data = decode.read_file(str(write_image(tmp_path / "c.png", img)), MAX_BYTES)
+    image, orig = decode.decode_reduced(data, MAX_PIXELS, (320, 320))
+    assert orig == (960, 1280) and np.array_equal(image, img)

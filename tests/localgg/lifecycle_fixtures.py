@@ -37,7 +37,7 @@ def write_built_component(
     zips: dict[str, dict[str, bytes | str]] | None = None,
     manifests: list[dict[str, Any]] | None = None,
 ) -> Path:
-    """components_dir/<short>/greengrass-build/{recipes/recipe.yaml, artifacts/<name>/<version>/}."""
+    """Write `<components_dir>/<short name>/greengrass-build/` as scripts/build-component does."""
     build = components_dir / name.rsplit(".", 1)[-1] / "greengrass-build"
     artifact_dir = build / "artifacts" / name / version
     artifact_dir.mkdir(parents=True, exist_ok=True)

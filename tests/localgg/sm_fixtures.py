@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+from localgg.stream_manager import StreamManagerServer
 from stream_manager import (
     ExportDefinition,
     KinesisConfig,
@@ -28,13 +29,11 @@ from stream_manager import (
 )
 from stream_manager.util import Util
 
-from localgg.stream_manager import StreamManagerServer
-
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def sm_server(tmp_path: Path) -> Iterator[StreamManagerServer]:
+@pytest.fixture(name="sm_server")
+def sm_server_fixture(tmp_path: Path) -> Iterator[StreamManagerServer]:
     server = StreamManagerServer(tmp_path / "sm")
     server.start()
     try:
@@ -43,8 +42,8 @@ def sm_server(tmp_path: Path) -> Iterator[StreamManagerServer]:
         server.stop()
 
 
-@pytest.fixture
-def sm_client(
+@pytest.fixture(name="sm_client")
+def sm_client_fixture(
     sm_server: StreamManagerServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[StreamManagerClient]:
     client = connect(sm_server.port, sm_server.auth_token, monkeypatch)
@@ -179,8 +178,8 @@ class ServerProcess:
             self.proc.stdout.close()
 
 
-@pytest.fixture
-def server_process(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+@pytest.fixture(name="server_process")
+def server_process_fixture(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
 
     def start(port: int = 0) -> ServerProcess:

@@ -8,12 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
+from localgg.stream_manager import StreamManagerServer
 from sm_fixtures import (  # noqa: F401  (pytest fixtures are used by name)
     connect,
     plain_stream,
     s3_stream,
-    sm_client,
-    sm_server,
+    sm_client_fixture,
+    sm_server_fixture,
 )
 from stream_manager import (
     ConnectFailedException,
@@ -25,8 +26,6 @@ from stream_manager import (
     StrategyOnFull,
     StreamManagerClient,
 )
-
-from localgg.stream_manager import StreamManagerServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -203,3 +202,21 @@ def test_client_without_the_right_token_is_refused(sm_server, monkeypatch, token
         monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", token)
     with pytest.raises(ConnectFailedException):
         StreamManagerClient(port=sm_server.port, request_timeout=5)
+
+
+def test_an_unreadable_stream_is_skipped_and_kept_on_disk(tmp_path: Path, monkeypatch):
+    root = tmp_path / "sm"
+    with StreamManagerServer(root) as server:
+        client = connect(server.port, server.auth_token, monkeypatch)
+        client.create_message_stream(plain_stream("good"))
+        client.create_message_stream(plain_stream("broken"))
+        client.append_message("broken", b"precious")
+        client.close()
+    (root / "streams/s-broken/stream.json").write_text("{not json")
+    with StreamManagerServer(root) as server:
+        client = connect(server.port, server.auth_token, monkeypatch)
+        assert client.list_streams() == ["good"]
+        client.create_message_stream(plain_stream("broken"))  # the old folder is moved aside
+        client.close()
+    kept = list((root / "streams").glob(".unloadable-s-broken-*/*.seg"))
+    assert len(kept) == 1 and b"precious" in kept[0].read_bytes()

@@ -7,9 +7,9 @@ import os
 
 import pytest
 import yaml
+from vqi_uploader.config import UploaderConfig, load_config
 
 from shared.config import ConfigError
-from vqi_uploader.config import UploaderConfig, load_config
 
 RECIPE = os.path.join(os.path.dirname(__file__), "..", "..", "components", "uploader",
                       "recipe.yaml")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from vqi_uploader.labels import yolo_labels, yolo_line
 
 from shared.messages import Detection
-from vqi_uploader.labels import yolo_labels, yolo_line
 
 
 def det(class_id: int, box, box_norm, score: float = 0.9) -> Detection:
@@ -38,3 +38,8 @@ def test_one_line_per_detection_and_empty_text_for_none():
 def test_detection_without_any_box_is_an_error():
     with pytest.raises(ValueError):
         yolo_line(det(0, [], []))
+
+
+def test_a_detection_without_a_box_is_left_out_of_the_file():
+    dets = [det(0, [], []), det(1, [0, 0, 1, 1], [0.0, 0.0, 0.5, 0.5])]
+    assert yolo_labels(dets) == "1 0.250000 0.250000 0.500000 0.500000\n"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from vqi_uploader.staging import Staging, file_url, link_or_copy, url_path
 
 
@@ -24,22 +23,23 @@ def test_staged_image_is_a_hard_link_that_outlives_the_original(tmp_path):
 
 
 def test_copy_is_used_when_a_link_is_impossible(tmp_path):
-    src = tmp_path / "dir-not-file"
-    src.write_bytes(b"x")
-    target = tmp_path / "out"
-    os.chmod(tmp_path, 0o755)
-    # A hard link to a symlinked source that crosses nothing still links; force EXDEV-like
-    # failure by linking onto a name inside /dev/shm when it is another filesystem.
     shm = "/dev/shm"
-    if os.path.isdir(shm) and os.stat(shm).st_dev != os.stat(tmp_path).st_dev:
-        target = os.path.join(shm, f"vqi-test-{os.getpid()}")
-        try:
-            assert link_or_copy(str(src), target) == "copy"
-            assert open(target, "rb").read() == b"x"
-        finally:
-            os.unlink(target)
-    else:
-        assert link_or_copy(str(src), str(target)) == "link"
+    if not os.path.isdir(shm) or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on another filesystem than the temp folder (EXDEV)")
+    src = tmp_path / "a.jpg"
+    src.write_bytes(b"jpeg bytes")
+    target = os.path.join(shm, f"vqi-uploader-test-{os.getpid()}.jpg")
+    try:
+        assert link_or_copy(str(src), target) == "copy"
+        assert open(target, "rb").read() == b"jpeg bytes"
+    finally:
+        os.unlink(target)
+
+
+def test_link_is_used_on_the_same_filesystem(tmp_path):
+    src = tmp_path / "a.jpg"
+    src.write_bytes(b"x")
+    assert link_or_copy(str(src), str(tmp_path / "b.jpg")) == "link"
 
 
 def test_missing_image_raises_and_leaves_no_partial_file(tmp_path):

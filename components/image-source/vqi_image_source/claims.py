@@ -1,11 +1,11 @@
 """Claiming images out of the inbox and completing them, crash-safe.
 
 A claim is: hash the file, write a sidecar `processing/<id>.claim.json` (fsync), rename the image
-to `processing/<id>__<name>` (atomic, same filesystem), fsync the folder; only then is the event
-published. A file is therefore always in exactly one place (inbox or processing or a final
-folder), and a restart finds every claimed image with its SAME id and attempt count. The id is
-derived from the content hash plus the inbox path and mtime, so even a claim lost to a power cut
-before its fsync is re-claimed under the same id.
+to `processing/<id>__<name>` (atomic, same filesystem); only then is the event published. A file
+is therefore always in exactly one place (inbox or processing or a final folder), and a restart
+finds every claimed image with its SAME id and attempt count. The id is derived from the content
+hash plus the inbox path and mtime, so a claim undone by a power cut (rename not yet on disk) is
+claimed again under the same id, and consumers deduplicate it.
 """
 
 from __future__ import annotations
@@ -22,13 +22,14 @@ from typing import Any, Dict, List, Optional, Set
 from shared.messages import ImageEvent, utc_now
 
 from . import durable
+from .durable import REASON_SUFFIX
 from .layout import Layout
+from .quarantine import quarantine
 
 log = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".claim.json"
 SEPARATOR = "__"
-REASON_SUFFIX = ".reason.json"
 HASH_CHUNK = 1024 * 1024
 
 DONE = "done"
@@ -107,6 +108,10 @@ class ClaimStore:
             name = entry.name
             if name.startswith("."):
                 durable.unlink_quietly(entry.path)  # temp file of an interrupted sidecar write
+            elif not entry.is_file(follow_symlinks=False):
+                where = quarantine(self.layout.quarantine, entry.path, "processing/" + name,
+                                   "not a regular file in processing/ (never published)")
+                log.warning("moved %s from processing/ to %s", name, where)
             elif name.endswith(SIDECAR_SUFFIX):
                 sidecars[name[: -len(SIDECAR_SUFFIX)]] = entry.path
             elif SEPARATOR in name:
@@ -186,11 +191,14 @@ class ClaimStore:
             raise ClaimError(f"cannot move {src} into processing/: {exc.strerror}") from exc
         moved = os.lstat(dest)
         if (moved.st_ino, moved.st_dev) != (st.st_ino, st.st_dev):
-            # Swapped for another file (e.g. a symlink) between hashing and renaming.
+            # Swapped for another entry (e.g. a symlink) between hashing and renaming: that entry
+            # must never be published, so it goes to quarantine instead.
+            where = quarantine(self.layout.quarantine, dest, source,
+                               "replaced by another entry while being claimed")
             durable.unlink_quietly(self.sidecar(iid))
-            raise ClaimError(f"{src} was replaced while being claimed; moved to {dest}")
-        if self.sync:
-            durable.fsync_dir(self.layout.processing)
+            raise ClaimError(f"{src} was replaced while being claimed; quarantined as {where}")
+        # No folder fsync here: if a power cut undoes the rename, the file is back in the inbox
+        # and is claimed again under the same id (content, path and mtime are unchanged).
         self._ids.add(iid)
         return claim
 

@@ -8,6 +8,8 @@ import secrets
 import time
 from typing import Any
 
+REASON_SUFFIX = ".reason.json"  # written beside a failed or quarantined file
+
 
 def fsync_dir(path: str) -> None:
     """Make renames/creations inside a folder survive a power loss."""

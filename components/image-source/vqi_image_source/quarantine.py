@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional
 from shared.messages import utc_now
 
 from . import durable
-from .claims import REASON_SUFFIX
+from .durable import REASON_SUFFIX
 
 
 def quarantine(root: str, src: str, source: str, reason: str,

@@ -12,7 +12,7 @@ import stat
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
-from .claims import REASON_SUFFIX
+from .durable import REASON_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def _units(root: str) -> Dict[str, List[Tuple[str, int, float]]]:
 def prune(root: str, max_age_s: float, max_bytes: int, wall: float) -> Pruned:
     """Delete what is older than max_age_s, then the oldest until under max_bytes (0 = no limit)."""
     units = _units(root)
-    ordered = sorted(units.items(), key=lambda kv: min(t for _, _, t in kv[1]))
+    ordered = sorted(units.items(), key=lambda kv: max(t for _, _, t in kv[1]))
     total = sum(size for parts in units.values() for _, size, _ in parts)
     removed_files = removed_bytes = 0
     remaining = len(ordered)
@@ -75,9 +75,9 @@ def prune(root: str, max_age_s: float, max_bytes: int, wall: float) -> Pruned:
 
 
 def _remove_empty_folders(root: str) -> None:
-    for folder, dirs, files in os.walk(root, topdown=False):
-        if folder != root and not dirs and not files:
+    for folder, _, _ in os.walk(root, topdown=False):
+        if folder != root:
             try:
-                os.rmdir(folder)
+                os.rmdir(folder)  # fails unless empty (children are visited first)
             except OSError:
-                pass  # something arrived meanwhile
+                pass

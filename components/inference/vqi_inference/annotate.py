@@ -23,8 +23,12 @@ def file_name(image_id: str) -> str:
 def draw(image: np.ndarray, result: InspectionResult) -> np.ndarray:
     out = image.copy()
     thick = max(1, round(max(out.shape[:2]) / 400))
+    # The image may be a reduced-scale decode; boxes are in original pixels.
+    sx = out.shape[1] / result.image_width if result.image_width else 1.0
+    sy = out.shape[0] / result.image_height if result.image_height else 1.0
     for d in result.detections:
-        x1, y1, x2, y2 = (int(round(v)) for v in d.box)
+        x1, x2 = (int(round(v * sx)) for v in (d.box[0], d.box[2]))
+        y1, y2 = (int(round(v * sy)) for v in (d.box[1], d.box[3]))
         cv2.rectangle(out, (x1, y1), (x2, y2), (0, 0, 255), thick)
         label = f"{d.class_name} {d.score:.2f}"
         cv2.putText(out, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX,

@@ -140,6 +140,46 @@ def decode(data: np.ndarray, max_pixels: int) -> np.ndarray:
     return image
 
 
+_REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+            (2, cv2.IMREAD_REDUCED_COLOR_2))
+
+
+def decode_reduced(
+    data: np.ndarray, max_pixels: int, target_hw: Tuple[int, int]
+) -> Tuple[np.ndarray, Tuple[int, int]]:
+    """(image, original (h, w)): a large JPEG is decoded at 1/2, 1/4 or 1/8 scale in the DCT
+    domain, never below the size the letterbox will shrink it to; other images decode fully.
+
+    Several times faster for camera-size JPEGs; pixels differ slightly from a full decode followed
+    by a bilinear resize (Ultralytics' path), so it is opt-in (JpegReducedDecode).
+    """
+    probed = probe_size(data[:65536].tobytes())
+    if probed is None or probed[0] != "jpeg" or probed[1] is None or probed[2] is None:
+        image = decode(data, max_pixels)
+        return image, (image.shape[0], image.shape[1])
+    _, width, height = probed
+    r = min(target_hw[0] / max(height, 1), target_hw[1] / max(width, 1))
+    factor, flag = next(((f, fl) for f, fl in _REDUCED if f * r <= 1.0), (1, None))
+    if flag is None:
+        image = decode(data, max_pixels)
+        return image, (image.shape[0], image.shape[1])
+    if width * height > max_pixels:
+        raise ImageError(TOO_LARGE, f"jpeg is {width}x{height} pixels, limit is {max_pixels}")
+    try:
+        image = cv2.imdecode(data, flag)
+    except cv2.error as exc:
+        raise ImageError(CORRUPT, f"decoder failed: {str(exc).strip()[:200]}") from None
+    if image is None:
+        raise ImageError(CORRUPT, "jpeg data is corrupt or truncated")
+    reduced = (-(-height // factor), -(-width // factor))
+    if image.shape[:2] == reduced:
+        return image, (height, width)
+    if image.shape[:2] == reduced[::-1]:  # EXIF orientation turned it by 90 degrees
+        return image, (width, height)
+    full = decode(data, max_pixels)  # unexpected geometry: be exact rather than fast
+    return full, (full.shape[0], full.shape[1])
+
+
 def load_image(path: str, max_bytes: int, max_pixels: int) -> np.ndarray:
     """Read and decode one image file."""
     return decode(read_file(path, max_bytes), max_pixels)

@@ -45,6 +45,7 @@ class Limits:
     max_bytes: int = 64 * 1024 * 1024
     max_pixels: int = 50_000_000
     keep_image: bool = False  # keep the decoded original for annotation
+    reduced_jpeg: bool = False  # decode large JPEGs at 1/2..1/8 scale (faster, not bit-exact)
 
 
 @dataclass
@@ -67,6 +68,7 @@ class _Prepared:
     timings: Dict[str, float]
     ready_at: float = 0.0
     raw: Optional[np.ndarray] = None
+    orig_hw: Optional[Tuple[int, int]] = None  # when the image was decoded at reduced scale
 
 
 def _ms(start: float, end: float) -> float:
@@ -94,7 +96,13 @@ class Runner:
         t0 = time.perf_counter()
         data = decode.read_file(job.path, limits.max_bytes)
         t1 = time.perf_counter()
-        image = decode.decode(data, limits.max_pixels)
+        orig_hw: Optional[Tuple[int, int]] = None
+        if limits.reduced_jpeg:
+            image, orig_hw = decode.decode_reduced(data, limits.max_pixels, self.shape[2:])
+            if orig_hw == image.shape[:2]:
+                orig_hw = None
+        else:
+            image = decode.decode(data, limits.max_pixels)
         del data
         t2 = time.perf_counter()
         box = letterbox.plan(image.shape[:2], self.shape[2:], scaleup=self.lb.scaleup,
@@ -105,7 +113,7 @@ class Runner:
         timings = {"queue": _ms(job.received, t0), "read": _ms(t0, t1), "decode": _ms(t1, t2),
                    "preprocess": _ms(t2, t3)}
         return _Prepared(job, limits, buffer, box, image if limits.keep_image else None, timings,
-                         ready_at=t3)
+                         ready_at=t3, orig_hw=orig_hw)
 
     def infer(self, item: _Prepared) -> None:
         tensor = item.buffer if self.dtype == np.float32 else item.buffer.astype(self.dtype)
@@ -119,10 +127,14 @@ class Runner:
     def finish(self, item: _Prepared) -> Outcome:
         t0 = time.perf_counter()
         found = postprocess.detect(item.raw, item.limits.thresholds, item.box)
+        orig_hw = item.box.orig_hw
+        if item.orig_hw is not None:
+            found.boxes = postprocess.rescale(found.boxes, item.box.orig_hw, item.orig_hw)
+            orig_hw = item.orig_hw
         t1 = time.perf_counter()
         item.timings["postprocess"] = _ms(t0, t1)
         item.timings["total"] = _ms(item.job.received, t1)
-        return Outcome(item.job, found, item.box.orig_hw, None, item.image, item.timings)
+        return Outcome(item.job, found, orig_hw, None, item.image, item.timings)
 
     def failed(self, job: Job, error: decode.ImageError, timings: Dict[str, float]) -> Outcome:
         timings["total"] = _ms(job.received, time.perf_counter())
@@ -149,6 +161,7 @@ class Pipeline:
         decode_threads: int = 1,
         prepared_queue: int = 2,
         pending_queue: int = 1000,
+        inference_threads: int = 1,
     ) -> None:
         self.runner = Runner(model)
         self._limits = limits
@@ -156,22 +169,26 @@ class Pipeline:
         self._jobs: "queue.Queue[Any]" = queue.Queue(maxsize=pending_queue)
         self._ready: "queue.Queue[Any]" = queue.Queue(maxsize=prepared_queue)
         self._done: "queue.Queue[Any]" = queue.Queue(maxsize=prepared_queue + 2)
-        # One buffer per decode worker, per prepared slot, and one inside session.run.
+        # One buffer per decode worker, per prepared slot, and one per concurrent session.run.
         self._free: "queue.Queue[np.ndarray]" = queue.Queue()
-        for _ in range(decode_threads + prepared_queue + 1):
+        for _ in range(decode_threads + prepared_queue + inference_threads):
             self._free.put(self.runner.new_buffer())
         self._decoders = [
             threading.Thread(target=self._decode_loop, name=f"vqi-decode-{i}", daemon=True)
             for i in range(decode_threads)
         ]
-        self._infer = threading.Thread(target=self._infer_loop, name="vqi-infer", daemon=True)
+        self._inferers = [
+            threading.Thread(target=self._infer_loop, name=f"vqi-infer-{i}", daemon=True)
+            for i in range(inference_threads)
+        ]
         self._finish = threading.Thread(target=self._finish_loop, name="vqi-finish", daemon=True)
         self._live_decoders = decode_threads
+        self._live_inferers = inference_threads
         self._lock = threading.Lock()
         self._started = False
 
     def start(self) -> "Pipeline":
-        for t in self._decoders + [self._infer, self._finish]:
+        for t in self._decoders + self._inferers + [self._finish]:
             t.start()
         self._started = True
         return self
@@ -191,7 +208,7 @@ class Pipeline:
         for _ in self._decoders:
             self._jobs.put(_STOP)
         deadline = time.monotonic() + timeout
-        for t in self._decoders + [self._infer, self._finish]:
+        for t in self._decoders + self._inferers + [self._finish]:
             t.join(max(0.0, deadline - time.monotonic()))
 
     # -- stages ------------------------------------------------------------------------------
@@ -218,13 +235,18 @@ class Pipeline:
             self._live_decoders -= 1
             last = self._live_decoders == 0
         if last:
-            self._ready.put(_STOP)
+            for _ in self._inferers:
+                self._ready.put(_STOP)
 
     def _infer_loop(self) -> None:
         while True:
             item = self._ready.get()
             if item is _STOP:
-                self._done.put(_STOP)
+                with self._lock:
+                    self._live_inferers -= 1
+                    last = self._live_inferers == 0
+                if last:
+                    self._done.put(_STOP)
                 break
             try:
                 self.runner.infer(item)

@@ -127,6 +127,15 @@ def detect(raw: np.ndarray, thresholds: Thresholds, box: Letterbox) -> Detection
     return found
 
 
+def rescale(boxes: np.ndarray, from_hw: Tuple[int, int], to_hw: Tuple[int, int]) -> np.ndarray:
+    """xyxy boxes in an image of size from_hw -> the same image at to_hw, clipped."""
+    sx, sy = to_hw[1] / from_hw[1], to_hw[0] / from_hw[0]
+    out = boxes * np.asarray([sx, sy, sx, sy], dtype=np.float32)
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, to_hw[1])
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, to_hw[0])
+    return out
+
+
 def normalised(boxes: np.ndarray, orig_hw: Tuple[int, int]) -> np.ndarray:
     """xyxy boxes divided by image width/height (0..1)."""
     h, w = orig_hw

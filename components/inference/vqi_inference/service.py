@@ -44,6 +44,7 @@ class Service:
             model, self._limits, self._on_outcome,
             decode_threads=config.decode_threads, prepared_queue=config.prepared_queue,
             pending_queue=config.pending_queue,
+            inference_threads=settings.thread_layout(config)[0],
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -54,9 +55,12 @@ class Service:
         self._metrics_thread = threading.Thread(target=self._metrics_loop, name="vqi-metrics",
                                                 daemon=True)
         self._metrics_thread.start()
-        log.info("inspecting images from %s with model %s %s (%s), providers %s",
+        workers, intra = settings.thread_layout(self.started_config)
+        log.info("inspecting images from %s with model %s %s (%s), providers %s, "
+                 "%d inference thread(s) x %d intra-op thread(s), %d decode thread(s)",
                  self.started_config.image_topic, self.model.spec.name, self.model.spec.version,
-                 self.model.spec.sha256[:12], self.model.providers)
+                 self.model.spec.sha256[:12], self.model.providers, workers, intra,
+                 self.started_config.decode_threads)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the images already accepted, publish their results, stop the threads."""
@@ -68,7 +72,8 @@ class Service:
     def _limits(self) -> Limits:
         eff = self.effective
         return Limits(eff.thresholds, eff.config.max_image_bytes, eff.config.max_image_pixels,
-                      keep_image=bool(eff.config.annotated_dir))
+                      keep_image=bool(eff.config.annotated_dir),
+                      reduced_jpeg=eff.config.jpeg_reduced_decode)
 
     def on_message(self, payload: Any, topic: str) -> None:
         """Handle one image event (called on the IPC client's threads)."""

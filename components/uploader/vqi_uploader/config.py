@@ -52,7 +52,7 @@ class UploaderConfig:
     kinesis_enabled: bool = setting("KinesisExportEnabled", True)
     kinesis_stream: str = setting("KinesisStreamName", "vqi-results", bool, "must not be empty")
     kinesis_batch_size: int = setting(
-        "KinesisBatchSize", 100, lambda v: 1 <= v <= 500, "must be 1..500"
+        "KinesisBatchSize", 0, lambda v: 0 <= v <= 500, "0 (unset) or 1..500"
     )
     kinesis_batch_interval_ms: int = setting(
         "KinesisBatchIntervalMillis", 0, lambda v: v == 0 or v >= 60000,

@@ -53,14 +53,15 @@ class Journal:
         self.lines = len(records)
         return records
 
-    def append(self, record: Dict[str, Any]) -> None:
+    def append(self, *records: Dict[str, Any]) -> None:
+        """Append records with one flush (and one fsync)."""
         if self._fh is None:
             self._fh = open(self.path, "a", encoding="utf-8")
-        self._fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._fh.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
         self._fh.flush()
         if self.sync:
             os.fsync(self._fh.fileno())
-        self.lines += 1
+        self.lines += len(records)
 
     def rewrite(self, records: Iterable[Dict[str, Any]]) -> None:
         self.close()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import List, Sequence
 
 from shared.messages import Detection
+
+log = logging.getLogger(__name__)
 
 
 def _clamp(value: float) -> float:
@@ -31,5 +34,15 @@ def yolo_line(det: Detection, width: int = 0, height: int = 0) -> str:
 
 
 def yolo_labels(detections: Sequence[Detection], width: int = 0, height: int = 0) -> str:
-    """One line per detection; an empty file means "no objects", as YOLO datasets expect."""
-    return "".join(yolo_line(d, width, height) + "\n" for d in detections)
+    """One line per detection; an empty file means "no objects", as YOLO datasets expect.
+
+    A detection without any usable box is left out (and logged): the annotator adds it back,
+    which beats holding the whole image back from review.
+    """
+    lines = []
+    for det in detections:
+        try:
+            lines.append(yolo_line(det, width, height) + "\n")
+        except ValueError as exc:
+            log.warning("label left out: %s", exc)
+    return "".join(lines)

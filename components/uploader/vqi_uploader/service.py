@@ -88,6 +88,7 @@ class Uploader:
         }
         self._count_lock = threading.Lock()
         self._config_lock = threading.Lock()
+        self._ensure_lock = threading.Lock()
         self.results_link = self._link("results")
         self.status_link = self._link("status")
         self._threads: list = []
@@ -99,7 +100,8 @@ class Uploader:
         )
 
     def _ensure_streams(self, client: Any) -> None:
-        streams.ensure_streams(client, self.cfg)
+        with self._ensure_lock:  # both links connect at start; create each stream once
+            streams.ensure_streams(client, self.cfg)
 
     def count(self, name: str, by: int = 1) -> None:
         with self._count_lock:
@@ -196,35 +198,40 @@ class Uploader:
         thing = payload["thing_name"]
         archive: Dict[str, Any] = {"review": False, "reason": None, "s3_key": None}
 
-        staged = []
+        entries: list = []
         reason = selection.review_reason(result, rules) if cfg.review_enabled else None
         if reason is not None:
             keys = review_keys(cfg.s3_prefix, result.time, thing, result.verdict,
                                result.image_id, result.path)
             result_text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+            label_text = labels.yolo_labels(result.detections, result.image_width,
+                                            result.image_height)
             try:
-                staged = self.staging.stage(
-                    result.image_id, result.path, keys.image,
-                    labels.yolo_labels(result.detections, result.image_width,
-                                       result.image_height),
-                    keys.labels, result_text, keys.result,
-                )
-                archive.update(review=True, reason=reason, s3_key=keys.image,
-                               s3_bucket=cfg.s3_bucket)
+                staged = self.staging.stage(result.image_id, result.path, keys.image, label_text,
+                                            keys.labels, result_text, keys.result)
             except FileNotFoundError:
                 self.count("review_missing_image")
                 log.warning("image %s for review is gone (%s); result sent without it",
                             result.image_id, result.path)
                 archive["error"] = "image missing"
+            else:
+                metadata = {"vqi-image-id": result.image_id, "vqi-verdict": result.verdict,
+                            "vqi-reason": reason, "vqi-thing": thing}
+                entries = self.tracker.new_entries(staged, cfg.s3_bucket, result.image_id,
+                                                   metadata)
+                archive.update(review=True, reason=reason, s3_key=keys.image,
+                               s3_bucket=cfg.s3_bucket)
+        # Tasks are built (and validated) before anything is appended, so a bad task can never
+        # leave a result appended but unconfirmed, to be appended again on every redelivery.
+        tasks = [task_payload(entry) for entry in entries]
 
         data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         archive["result_sequence"] = append(self.results_link, cfg.results_stream, data)
         self.count("results_appended")
-        if staged:
-            metadata = {"vqi-image-id": result.image_id, "vqi-verdict": result.verdict,
-                        "vqi-reason": str(reason), "vqi-thing": thing}
-            for entry in self.tracker.submitted(staged, cfg.s3_bucket, result.image_id, metadata):
-                append(self.results_link, cfg.export_stream, task_payload(entry))
+        if entries:
+            self.tracker.record(entries)
+            for task in tasks:
+                append(self.results_link, cfg.export_stream, task)
             self.count("review_staged")
         self.handled.add(result.image_id, archive)
         self._confirm(message, archive)

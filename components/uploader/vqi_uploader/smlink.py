@@ -33,6 +33,13 @@ class Stopped(Exception):
     """The service is stopping; the call was not made."""
 
 
+def quiet_sdk_logs() -> None:
+    """The SDK logs every failed reconnect as ERROR; `call` reports outages once, with backoff."""
+    sdk = logging.getLogger("stream_manager")
+    if not sdk.isEnabledFor(logging.DEBUG):
+        sdk.setLevel(logging.CRITICAL)
+
+
 def new_client(request_timeout: float, logger_name: str) -> StreamManagerClient:
     """A connected SDK client; a failed connect also stops the event-loop thread it started."""
     client = StreamManagerClient.__new__(StreamManagerClient)
@@ -67,6 +74,7 @@ class StreamManagerLink:
         self.failures = 0
         self.reconnects = 0
         self.ensure_needed = True
+        quiet_sdk_logs()
 
     def _drop(self) -> None:
         client, self.client = self.client, None

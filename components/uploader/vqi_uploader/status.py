@@ -74,9 +74,10 @@ class ExportTracker:
         self._compact()
 
     # -- changes -------------------------------------------------------------------------------
-    def _put(self, entry: Dict[str, Any]) -> None:
-        self.entries[entry["url"]] = entry
-        self._journal.append(entry)
+    def _put(self, *entries: Dict[str, Any]) -> None:
+        for entry in entries:
+            self.entries[entry["url"]] = entry
+        self._journal.append(*entries)
 
     def _drop(self, url: str) -> None:
         if self.entries.pop(url, None) is not None:
@@ -87,28 +88,36 @@ class ExportTracker:
     def _compact(self) -> None:
         self._journal.rewrite(list(self.entries.values()))
 
+    @staticmethod
+    def new_entries(
+        files: List[StagedFile], bucket: str, image_id: str, metadata: Dict[str, str]
+    ) -> List[Dict[str, Any]]:
+        """Ledger entries for staged files (not yet recorded); task_payload() validates them."""
+        return [
+            {"url": file_url(staged.path), "bucket": bucket, "key": staged.key,
+             "image_id": image_id, "metadata": metadata, "attempts": 0, "state": PENDING,
+             "retry_at": 0.0}
+            for staged in files
+        ]
+
+    def record(self, entries: List[Dict[str, Any]]) -> None:
+        """Remember entries before their tasks reach Stream Manager (statuses may follow fast)."""
+        with self._lock:
+            self._put(*entries)
+
     def submitted(
         self, files: List[StagedFile], bucket: str, image_id: str, metadata: Dict[str, str]
     ) -> List[Dict[str, Any]]:
-        """Record files about to be handed to Stream Manager; returns their ledger entries."""
-        made = []
-        with self._lock:
-            for staged in files:
-                url = file_url(staged.path)
-                entry = {
-                    "url": url, "bucket": bucket, "key": staged.key, "image_id": image_id,
-                    "metadata": metadata, "attempts": 0, "state": PENDING, "retry_at": 0.0,
-                }
-                self._put(entry)
-                made.append(entry)
-        return made
+        entries = self.new_entries(files, bucket, image_id, metadata)
+        self.record(entries)
+        return entries
 
     def retry_failed_again(self) -> int:
         """Give files that failed for good one more round (called at start)."""
         with self._lock:
             again = [e for e in self.entries.values() if e["state"] == FAILED]
-            for entry in again:
-                self._put({**entry, "state": RETRY, "attempts": 0, "retry_at": 0.0})
+            if again:
+                self._put(*({**e, "state": RETRY, "attempts": 0, "retry_at": 0.0} for e in again))
         return len(again)
 
     def due(self) -> List[Dict[str, Any]]:

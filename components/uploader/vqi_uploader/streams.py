@@ -53,7 +53,7 @@ def results_stream(cfg: UploaderConfig) -> MessageStreamDefinition:
     kinesis = KinesisConfig(
         identifier=KINESIS_EXPORT_ID,
         kinesis_stream_name=cfg.kinesis_stream,
-        batch_size=cfg.kinesis_batch_size,
+        batch_size=cfg.kinesis_batch_size or None,
         batch_interval_millis=cfg.kinesis_batch_interval_ms or None,
     )
     return MessageStreamDefinition(**common, export_definition=ExportDefinition(kinesis=[kinesis]))

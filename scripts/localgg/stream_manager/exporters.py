@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -51,6 +52,8 @@ from .wakeups import ONLINE, Wakeups
 log = logging.getLogger("localgg.stream_manager.exporters")
 
 KINESIS_DEFAULT_BATCH = 500
+PROGRESS_SAVE_INTERVAL_S = 1.0
+RETRY_S = 1.0
 _READ_BYTES = 8 * 1024 * 1024
 
 
@@ -309,14 +312,18 @@ class ExportManager:
         if not self.kinesis_log.exists():
             return
         newest: dict[tuple[str, str], int] = {}
-        with self.kinesis_log.open("rb") as f:
-            for line in f:
-                try:
-                    rec = json.loads(line)
-                    k = (rec["streamId"], rec["exportIdentifier"])
-                    newest[k] = max(newest.get(k, -1), int(rec["sequenceNumber"]))
-                except (ValueError, KeyError, TypeError):
-                    continue  # a torn last line after a crash
+        try:
+            with self.kinesis_log.open("rb") as f:
+                for line in f:
+                    try:
+                        rec = json.loads(line)
+                        k = (rec["streamId"], rec["exportIdentifier"])
+                        newest[k] = max(newest.get(k, -1), int(rec["sequenceNumber"]))
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a torn last line after a crash
+        except OSError as exc:
+            log.error("cannot read Kinesis log %s (%s): progress comes from exports.json only",
+                      self.kinesis_log, exc)
         for name in self.store.names():
             stream = self.store.get(name)
             changed = False
@@ -373,24 +380,35 @@ class Exporter:
     async def run(self) -> None:
         try:
             while self.alive():
-                if not self.manager.is_online():
-                    await self.manager.wakeups.wait((ONLINE,), None)
-                    continue
-                prog = self.stream.export_progress(self.identifier, self.start)
-                oldest = self.stream.oldest_sequence_number
-                if prog.next_sequence_number < oldest:
-                    log.warning("stream %s/%s: messages %d..%d were dropped before export",
-                                self.stream.name, self.identifier, prog.next_sequence_number,
-                                oldest - 1)
-                    prog.next_sequence_number = oldest
-                    self.stream.save_progress()
-                timeout = await self.step(prog.next_sequence_number)
-                if timeout != 0:
-                    await self.manager.wakeups.wait((self.stream.name, ONLINE), timeout)
+                try:
+                    await self._run_once()
+                except Exception as exc:  # e.g. disk full: report, wait, try again
+                    log.exception("exporter %s/%s failed; retrying in %.0f s", self.stream.name,
+                                  self.identifier, RETRY_S)
+                    self.stream.export_progress(self.identifier, self.start).error_message = (
+                        f"{type(exc).__name__}: {exc}")
+                    await asyncio.sleep(RETRY_S)
         except asyncio.CancelledError:
+            self.finish()
             raise
-        except Exception:
-            log.exception("exporter %s/%s crashed", self.stream.name, self.identifier)
+
+    async def _run_once(self) -> None:
+        if not self.manager.is_online():
+            await self.manager.wakeups.wait((ONLINE,), None)
+            return
+        prog = self.stream.export_progress(self.identifier, self.start)
+        oldest = self.stream.oldest_sequence_number
+        if prog.next_sequence_number < oldest:
+            log.warning("stream %s/%s: messages %d..%d were dropped before export",
+                        self.stream.name, self.identifier, prog.next_sequence_number, oldest - 1)
+            prog.next_sequence_number = oldest
+            self.stream.save_progress()
+        timeout = await self.step(prog.next_sequence_number)
+        if timeout != 0:
+            await self.manager.wakeups.wait((self.stream.name, ONLINE), timeout)
+
+    def finish(self) -> None:
+        """Called when the exporter is stopped; persists anything kept in memory."""
 
     async def step(self, next_seq: int) -> float | None:
         """Export what is due from next_seq; return 0 to go on, else how long to wait."""
@@ -421,6 +439,8 @@ class S3TaskExporter(Exporter):
             _, key = await asyncio.to_thread(run_s3_task, task, self.manager.bucket_root)
         except ExportTaskError as exc:
             error = str(exc)
+        except OSError as exc:
+            error = f"export to the local bucket folder failed: {exc}"
         if not self.alive():
             return
         if error is None:
@@ -446,6 +466,7 @@ class KinesisExporter(Exporter):
                  config: KinesisConfig) -> None:
         super().__init__(manager, stream, config.identifier, config.start_sequence_number or 0)
         self.config = config
+        self._saved = 0.0
 
     async def step(self, next_seq: int) -> float | None:
         cfg = self.config
@@ -489,5 +510,13 @@ class KinesisExporter(Exporter):
         prog.exported_bytes += sum(len(m.payload) for m in batch)
         prog.exported_messages += len(batch)
         prog.error_message = None
-        self.stream.save_progress()
+        # The log itself is the record of what was exported (scanned on start), so progress is
+        # saved at most once a second rather than once per batch.
+        if time.monotonic() - self._saved >= PROGRESS_SAVE_INTERVAL_S:
+            self.stream.save_progress()
+            self._saved = time.monotonic()
         return 0
+
+    def finish(self) -> None:
+        if self.alive():
+            self.stream.save_progress()

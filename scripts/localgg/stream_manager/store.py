@@ -262,6 +262,8 @@ class MessageStream:
 
     @classmethod
     def open(cls, directory: Path) -> MessageStream:
+        for leftover in directory.glob(".*.tmp"):  # a save interrupted by a crash
+            leftover.unlink()
         meta = json.loads((directory / "stream.json").read_text())
         definition = MessageStreamDefinition.from_dict(meta["definition"])
         stream = cls(definition, directory, meta["id"])
@@ -390,7 +392,7 @@ class StreamStore:
             if entry.name.startswith(".deleted-"):
                 shutil.rmtree(entry, ignore_errors=True)
                 continue
-            if not entry.is_dir():
+            if not entry.is_dir() or entry.name.startswith("."):
                 continue
             if not (entry / "stream.json").exists():
                 log.warning("%s: no stream.json (interrupted create); removed", entry)
@@ -433,8 +435,10 @@ class StreamStore:
         directory = None
         if definition.persistence == Persistence.File:
             directory = self.directory / _dir_name(definition.name)
-            if directory.exists():  # leftover of a name that collides after encoding
-                shutil.rmtree(directory)
+            if directory.exists():  # a stream folder that could not be loaded: keep it aside
+                aside = self.directory / f".unloadable-{directory.name}-{uuid.uuid4().hex[:8]}"
+                log.warning("moving unloadable %s to %s", directory, aside)
+                os.replace(directory, aside)
             directory.mkdir(parents=True)
         stream = MessageStream(definition, directory, uuid.uuid4().hex)
         stream.save_definition()

@@ -16,7 +16,7 @@ def _generate(a: argparse.Namespace) -> int:
 
     counts = {"train": a.train, "val": a.val, "test": a.test}
     counts = {k: v for k, v in counts.items() if v > 0}
-    info = generate_dataset(Path(a.out), a.seed, counts, SynthConfig(imgsz=a.imgsz))
+    info = generate_dataset(Path(a.out), a.seed, counts, SynthConfig(imgsz=a.imgsz), jobs=a.jobs)
     print(f"wrote {info.data_yaml} counts={info.counts} boxes={info.boxes}")
     return 0
 
@@ -26,7 +26,8 @@ def _train(a: argparse.Namespace) -> int:
 
     r = train(Path(a.data), Path(a.model), epochs=a.epochs, imgsz=a.imgsz, batch=a.batch,
               workers=a.workers, project=Path(a.project), name=a.name, seed=a.seed,
-              hours=a.hours, patience=a.patience, mosaic=a.mosaic, close_mosaic=a.close_mosaic)
+              hours=a.hours, patience=a.patience, mosaic=a.mosaic, close_mosaic=a.close_mosaic,
+              device=a.device)
     print(r.to_json())
     return 0
 
@@ -37,7 +38,7 @@ def _export(a: argparse.Namespace) -> int:
     meta = export(Path(a.weights), Path(a.out), imgsz=a.imgsz, opset=a.opset,
                   data=Path(a.data) if a.data else None, version=a.version,
                   tolerance=a.tolerance, train_command=a.train_command,
-                  dataset_desc=a.dataset_desc)
+                  dataset_desc=a.dataset_desc, score_tolerance=a.score_tolerance)
     print(json.dumps(meta["export"], indent=2))
     return 0
 
@@ -46,7 +47,7 @@ def _quantize(a: argparse.Namespace) -> int:
     from vqitools.model.quantize import quantize
 
     report = quantize(Path(a.model_dir), Path(a.out), Path(a.calib), Path(a.data),
-                      n_calib=a.n_calib, max_map50_drop=a.max_map50_drop)
+                      split=a.split, n_calib=a.n_calib, max_map50_drop=a.max_map50_drop)
     print(json.dumps(report, indent=2))
     return 0 if report["accepted"] else 3
 
@@ -56,6 +57,7 @@ def _evaluate(a: argparse.Namespace) -> int:
 
     res = evaluate_dir(Path(a.model_dir), Path(a.data), split=a.split, conf=a.conf, iou=a.iou,
                        limit=a.limit)
+    res["command"] = "scripts/model " + " ".join(sys.argv[1:])
     print(json.dumps(res, indent=2))
     if a.update_metrics:
         from vqitools.model.package import record_metrics
@@ -86,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--val", type=int, default=160)
     g.add_argument("--test", type=int, default=0)
     g.add_argument("--imgsz", type=int, default=320)
+    g.add_argument("--jobs", type=int, default=1, help="worker processes (output identical)")
     g.set_defaults(fn=_generate)
 
     t = sub.add_parser("train", help="train a YOLO detector offline from a model YAML")
@@ -102,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--patience", type=int, default=100)
     t.add_argument("--mosaic", type=float, default=1.0)
     t.add_argument("--close-mosaic", type=int, default=5)
+    t.add_argument("--device", default="cpu", help="'cpu' or a CUDA index such as 0")
     t.set_defaults(fn=_train)
 
     e = sub.add_parser("export", help="export weights to ONNX + model.json, check parity")
@@ -111,7 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--opset", type=int, default=17)
     e.add_argument("--data", default=None, help="dataset YAML: parity images come from val")
     e.add_argument("--version", default="1.0.0")
-    e.add_argument("--tolerance", type=float, default=1e-3)
+    e.add_argument("--tolerance", type=float, default=1e-2,
+                   help="max |ORT - PyTorch| for box coordinates, input pixels")
+    e.add_argument("--score-tolerance", type=float, default=1e-4,
+                   help="max |ORT - PyTorch| for class scores")
     e.add_argument("--train-command", default="")
     e.add_argument("--dataset-desc", default="")
     e.set_defaults(fn=_export)
@@ -121,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True)
     q.add_argument("--calib", required=True, help="folder of calibration images")
     q.add_argument("--data", required=True, help="dataset YAML used to compare mAP")
+    q.add_argument("--split", default="val", help="split of --data to compare mAP on")
     q.add_argument("--n-calib", type=int, default=64)
     q.add_argument("--max-map50-drop", type=float, default=0.02)
     q.set_defaults(fn=_quantize)

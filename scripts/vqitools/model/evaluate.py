@@ -171,7 +171,8 @@ def average_precision(recall: np.ndarray, precision: np.ndarray, method: str = "
 def ap_per_class(tp: np.ndarray, scores: np.ndarray, pred_cls: np.ndarray,
                  gt_cls: np.ndarray, method: str = "coco101") -> dict[int, np.ndarray]:
     """AP [n_thr] for every class that has ground truth (classes without GT are skipped)."""
-    tp = np.asarray(tp, bool).reshape(len(scores), -1)
+    tp = np.asarray(tp, bool)
+    tp = tp.reshape(len(tp), -1) if tp.ndim == 1 else tp
     scores, pred_cls, gt_cls = map(np.asarray, (scores, pred_cls, gt_cls))
     out: dict[int, np.ndarray] = {}
     for c in np.unique(gt_cls):

@@ -116,7 +116,8 @@ def record_metrics(model_dir: Path, key: str, result: dict) -> None:
     meta = json.loads(path.read_text())
     meta.setdefault("metrics", {})[key] = {
         k: result[k] for k in ("mAP50", "mAP50-95", "mAP50_allpoint", "images", "instances",
-                               "operating_point", "ap_method", "ms_per_image", "split")
+                               "operating_point", "ap_method", "ms_per_image", "split",
+                               "command")
         if k in result}
     ds = Path(result.get("data", ""))
     info = ds.parent / "dataset.json"

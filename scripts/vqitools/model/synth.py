@@ -243,9 +243,22 @@ def write_sample(path: Path, img: np.ndarray, cfg: SynthConfig) -> None:
     path.write_bytes(buf.tobytes())
 
 
+def _write_one(args: tuple[Path, int, str, int, SynthConfig]) -> int:
+    out_dir, seed, split, i, cfg = args
+    img, boxes = render(seed, split, i, cfg)
+    stem = f"{split}_{i:05d}"
+    write_sample(out_dir / "images" / split / f"{stem}.jpg", img, cfg)
+    lines = [b.yolo_line(cfg.imgsz, cfg.imgsz) for b in boxes]
+    (out_dir / "labels" / split / f"{stem}.txt").write_text("".join(ln + "\n" for ln in lines))
+    return len(boxes)
+
+
 def generate_dataset(out_dir: Path, seed: int, counts: dict[str, int],
-                     cfg: SynthConfig | None = None) -> DatasetInfo:
-    """Write images/<split>/*.jpg, labels/<split>/*.txt, data.yaml and dataset.json."""
+                     cfg: SynthConfig | None = None, jobs: int = 1) -> DatasetInfo:
+    """Write images/<split>/*.jpg, labels/<split>/*.txt, data.yaml and dataset.json.
+
+    ``jobs`` > 1 renders in worker processes; the output does not depend on it.
+    """
     cfg = cfg or SynthConfig()
     out_dir = Path(out_dir).resolve()
     info = DatasetInfo(root=out_dir, data_yaml=out_dir / "data.yaml")
@@ -254,23 +267,23 @@ def generate_dataset(out_dir: Path, seed: int, counts: dict[str, int],
             raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLIT_CODES)}")
         (out_dir / "images" / split).mkdir(parents=True, exist_ok=True)
         (out_dir / "labels" / split).mkdir(parents=True, exist_ok=True)
-        n_boxes = 0
-        for i in range(count):
-            img, boxes = render(seed, split, i, cfg)
-            stem = f"{split}_{i:05d}"
-            write_sample(out_dir / "images" / split / f"{stem}.jpg", img, cfg)
-            lines = [b.yolo_line(cfg.imgsz, cfg.imgsz) for b in boxes]
-            (out_dir / "labels" / split / f"{stem}.txt").write_text(
-                "".join(line + "\n" for line in lines))
-            n_boxes += len(boxes)
+        tasks = [(out_dir, seed, split, i, cfg) for i in range(count)]
+        if jobs > 1 and count > 1:
+            from multiprocessing import Pool
+
+            with Pool(jobs) as pool:
+                n_boxes = sum(pool.map(_write_one, tasks, chunksize=16))
+        else:
+            n_boxes = sum(_write_one(t) for t in tasks)
         info.counts[split] = count
         info.boxes[split] = n_boxes
     yaml_lines = [f"path: {out_dir}"]
+    made = [sp for sp in ("train", "val", "test") if sp in counts]
     for split in ("train", "val", "test"):
         if split in counts:
             yaml_lines.append(f"{split}: images/{split}")
-    if "val" not in counts and "test" in counts:
-        yaml_lines.append("val: images/test")
+        elif split != "test" and made:  # Ultralytics requires train and val keys
+            yaml_lines.append(f"{split}: images/{made[-1]}  # not generated; stands in")
     yaml_lines.append("names:")
     yaml_lines += [f"  {i}: {n}" for i, n in enumerate(CLASS_NAMES)]
     info.data_yaml.write_text("\n".join(yaml_lines) + "\n")

@@ -1,0 +1,14 @@
+"""Fixtures for the image source tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from . import helpers  # noqa: F401  (puts the component on sys.path)
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    return tmp_path / "work"

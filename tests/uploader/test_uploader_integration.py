@@ -1,0 +1,186 @@
+"""The uploader as a real process with the real SDKs against the local IPC and Stream Manager."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from vqi_uploader.keys import review_keys
+
+from .rig import BUCKET, THING, Rig, make_result
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
+    made = Rig(tmp_path, monkeypatch, {"OkSampleRate": 0.0, "ExportRetryBaseSeconds": 0.2,
+                                       "ExportRetryLimit": 2})
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def batch(rig: Rig, prefix: str, n: int) -> list:
+    """Alternating DEFECT (reviewed) and confident OK (not reviewed) results."""
+    out = []
+    for i in range(n):
+        image_id = f"{prefix}-{i:03d}"
+        if i % 2 == 0:
+            out.append(make_result(image_id, rig.image(image_id), "DEFECT", [0.91, 0.42]))
+        else:
+            out.append(make_result(image_id, rig.image(image_id), "OK", []))
+    return out
+
+
+def keys_for(result: dict) -> tuple:
+    k = review_keys("vqi/review", result["time"], THING, result["verdict"], result["image_id"],
+                    result["path"])
+    return k.image, k.labels, k.result
+
+
+def test_offline_period_then_recovery_loses_no_result_and_no_image(rig: Rig):
+    rig.start_sm(online=False)
+    rig.start_uploader()
+    rig.connect_peer()
+    results = batch(rig, "off", 10)
+    for r in results:
+        rig.publish(r)
+    rig.redeliver_until_confirmed(results, 30)
+    # Buffered in Stream Manager, confirmed to ImageSource, nothing in the cloud yet.
+    assert rig.kinesis_ids() == [] and rig.s3_keys() == []
+    assert len(rig.staged()) == 5 * 3
+    for r in results:
+        Path(r["path"]).unlink()  # ImageSource completes the image once confirmed
+    rig.sm.set_online(True)
+    rig.wait(lambda: len(rig.kinesis_ids()) == 10 and len(rig.s3_keys()) == 15, 30, "exports")
+    rig.wait(lambda: rig.staged() == [], 15, "staged files removed")
+    assert sorted(rig.kinesis_ids()) == sorted(r["image_id"] for r in results)
+    expected = sorted(k for r in results if r["verdict"] == "DEFECT" for k in keys_for(r))
+    assert rig.s3_keys() == sorted(k.split(f"{BUCKET}/")[-1] for k in expected)
+    first = results[0]
+    image_key, labels_key, result_key = keys_for(first)
+    assert rig.s3_read(image_key) == b"\xff\xd8\xff" + first["image_id"].encode() * 50
+    assert rig.s3_read(labels_key).decode() == (
+        "0 0.150000 0.100000 0.300000 0.100000\n0 0.160000 0.100000 0.300000 0.100000\n"
+    )
+    assert b'"image_id":"off-000"' in rig.s3_read(result_key)
+
+
+def test_confirmation_carries_the_result_and_its_archive_record(rig: Rig):
+    rig.start_sm()
+    rig.start_uploader()
+    rig.connect_peer()
+    defect, ok = batch(rig, "conf", 2)
+    rig.redeliver_until_confirmed([defect, ok], 20)
+    got = rig.confirmed()
+    archive = got[defect["image_id"]][0]["archive"]
+    assert archive["review"] is True and archive["reason"] == "defect"
+    assert archive["s3_key"] == keys_for(defect)[0]
+    assert isinstance(archive["result_sequence"], int)
+    assert got[ok["image_id"]][0]["archive"]["review"] is False
+    assert got[ok["image_id"]][0]["verdict"] == "OK"
+
+
+def test_a_result_delivered_again_is_confirmed_again_but_not_exported_twice(rig: Rig):
+    rig.start_sm()
+    rig.start_uploader()
+    rig.connect_peer()
+    results = batch(rig, "dup", 2)
+    rig.redeliver_until_confirmed(results, 20)
+    rig.wait(lambda: len(rig.kinesis_ids()) == 2 and rig.staged() == [], 20, "export")
+    rig.stop_uploader()  # the record of handled ids survives a restart
+    rig.start_uploader()
+    for r in results:
+        rig.publish(r)
+    rig.wait(lambda: all(len(v) == 2 for v in rig.confirmed().values()), 20, "re-confirmation")
+    again = rig.confirmed()[results[0]["image_id"]][1]["archive"]
+    assert again["duplicate"] is True
+    assert again["result_sequence"] == rig.confirmed()[results[0]["image_id"]][0][
+        "archive"]["result_sequence"]
+    assert sorted(rig.kinesis_ids()) == sorted(r["image_id"] for r in results)
+    assert rig.staged() == []
+
+
+def test_restart_of_uploader_and_stream_manager_loses_nothing(rig: Rig):
+    rig.start_sm(online=False)
+    rig.start_uploader()
+    rig.connect_peer()
+    first = batch(rig, "r1", 6)
+    rig.redeliver_until_confirmed(first, 30)
+    # Kill both while exports are still buffered; results arriving meanwhile are not confirmed.
+    rig.stop_uploader(signal.SIGKILL)
+    rig.stop_sm()
+    second = batch(rig, "r2", 6)
+    for r in second:
+        rig.publish(r)  # nobody listens: lost on the bus, so ImageSource must redeliver
+    rig.start_sm(online=False)
+    rig.start_uploader()
+    rig.stop_sm()  # Stream Manager goes away under a running uploader
+    for r in second[:3]:
+        rig.publish(r)
+    rig.wait(lambda: False, 1.5, None)
+    assert not any(r["image_id"] in rig.confirmed() for r in second)
+    rig.start_sm(online=True)
+    rig.redeliver_until_confirmed(second, 40)
+    everything = first + second
+    rig.wait(lambda: len(set(rig.kinesis_ids())) == 12 and len(rig.s3_keys()) == 18, 40,
+             "every export")
+    rig.wait(lambda: rig.staged() == [], 20, "staged files removed")
+    assert sorted(set(rig.kinesis_ids())) == sorted(r["image_id"] for r in everything)
+
+
+def test_failed_export_keeps_the_staged_files_and_a_restart_retries_them(rig: Rig):
+    rig.start_sm()
+    rig.start_uploader()
+    rig.connect_peer()
+    result = make_result("fail-1", rig.image("fail-1"), "DEFECT", [0.8])
+    image_key = keys_for(result)[0]
+    blocker = rig.sm_root / "s3" / BUCKET / image_key
+    blocker.mkdir(parents=True)  # the object path is a folder: every upload of it fails
+    rig.redeliver_until_confirmed([result], 20)
+    rig.wait(lambda: "failed for good" in rig.log_path.read_text(), 30, "final failure")
+    assert rig.staged() == ["fail-1/fail-1.jpg"]  # sidecars exported, the image kept
+    blocker.rmdir()
+    rig.stop_uploader()
+    rig.start_uploader()
+    rig.wait(lambda: rig.staged() == [], 30, "retry after restart")
+    assert rig.s3_read(image_key) == Path(result["path"]).read_bytes()
+
+
+def test_error_missing_image_uncertain_and_bad_messages(rig: Rig):
+    rig.start_sm()
+    rig.start_uploader()
+    rig.connect_peer()
+    error = make_result("err-1", rig.image("err-1"), "ERROR", [])
+    missing = make_result("gone-1", str(rig.inbox / "gone-1.jpg"), "DEFECT", [0.9])
+    uncertain = make_result("unc-1", rig.image("unc-1"), "OK", [0.45])
+    rig.publish({"not": "a result"})
+    rig.publish({**error, "verdict": "MAYBE"})
+    rig.redeliver_until_confirmed([error, missing, uncertain], 20)
+    got = {k: v[0]["archive"] for k, v in rig.confirmed().items()}
+    assert set(got) == {"err-1", "gone-1", "unc-1"}
+    assert got["err-1"]["review"] is False
+    assert got["gone-1"]["review"] is False and got["gone-1"]["error"] == "image missing"
+    assert got["unc-1"]["review"] is True and got["unc-1"]["reason"] == "uncertain"
+    rig.wait(lambda: len(rig.kinesis_ids()) == 3 and rig.staged() == [], 20, "exports")
+    assert rig.s3_keys() == sorted(k for k in keys_for(uncertain))
+
+
+def test_a_live_configuration_update_changes_the_selection(rig: Rig):
+    rig.start_sm()
+    rig.start_uploader()
+    rig.connect_peer()
+    before = make_result("ok-before", rig.image("ok-before"), "OK", [])
+    rig.redeliver_until_confirmed([before], 20)
+    assert rig.confirmed()["ok-before"][0]["archive"]["review"] is False
+    rig.ipc.update_configuration("com.example.vqi.Uploader", [], {"OkSampleRate": 1.0})
+    rig.wait(lambda: "configuration updated" in rig.log_path.read_text(), 10, "update")
+    after = make_result("ok-after", rig.image("ok-after"), "OK", [])
+    rig.redeliver_until_confirmed([after], 20)
+    assert rig.confirmed()["ok-after"][0]["archive"]["reason"] == "drift_sample"
+    rig.ipc.update_configuration("com.example.vqi.Uploader", [], {"OkSampleRate": 7})
+    rig.wait(lambda: "update rejected" in rig.log_path.read_text(), 10, "rejection")
