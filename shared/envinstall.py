@@ -36,7 +36,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 FORMAT = "1"  # part of every key: bump it to make every device rebuild its environments
 MIN_PYTHON = (3, 9)
@@ -164,8 +164,16 @@ def env_key(requirements: bytes, manifest: Optional[bytes]) -> str:
     return "{}-{}-{}".format(tag, machine(), digest)
 
 
-def bundled_wheels(app: str, requirements: bytes) -> Optional[Tuple[str, bytes]]:
-    """(wheel folder, manifest bytes) when the artifact bundles wheels for this device, else None.
+class Bundle(NamedTuple):
+    """The artifact's wheels for this device: folder, manifest bytes, file name -> sha256."""
+
+    folder: str
+    manifest: bytes
+    files: Dict[str, str]
+
+
+def bundled_wheels(app: str, requirements: bytes) -> Optional[Bundle]:
+    """The bundle when the artifact has wheels/manifest.json, else None (install from the index).
 
     A bundle that does not fit this interpreter, machine or C library is an error, not a silent
     fallback to the index: an offline device would fail later and less clearly.
@@ -220,16 +228,24 @@ def bundled_wheels(app: str, requirements: bytes) -> Optional[Tuple[str, bytes]]
                 ),
                 EXIT_BAD_WHEELS,
             )
+    wanted = {}
     for name in target.get("files", []):
         path = os.path.join(folder, name)
         if not os.path.isfile(path):
             raise InstallError("bundled wheel missing: {}".format(path), EXIT_BAD_WHEELS)
-        if sha256_file(path) != files.get(name):
+        wanted[name] = files.get(name, "")
+    log("bundled wheels cover {}: {} wheels, pip will run with --no-index".format(
+        here, len(wanted)))
+    return Bundle(folder, raw, wanted)
+
+
+def verify_bundle(bundle: "Bundle") -> None:
+    """Check the wheels against the manifest before pip uses them (only when building)."""
+    for name, expected in sorted(bundle.files.items()):
+        path = os.path.join(bundle.folder, name)
+        if sha256_file(path) != expected:
             message = "bundled wheel corrupt (sha256 mismatch): {}".format(path)
             raise InstallError(message, EXIT_BAD_WHEELS)
-    log("using {} bundled wheels for {} (pip runs with --no-index)".format(
-        len(target.get("files", [])), here))
-    return folder, raw
 
 
 def lock(path: str) -> int:
@@ -356,8 +372,12 @@ def has_requirements(requirements: bytes) -> bool:
     return False
 
 
-def build(root: str, key: str, requirements_path: str, wheels: Optional[str]) -> str:
+def build(root: str, key: str, requirements_path: str, bundle: Optional[Bundle]) -> str:
     """Create the environment in a private temp dir, then publish it with one rename."""
+    wheels = None
+    if bundle is not None:
+        verify_bundle(bundle)
+        wheels = bundle.folder
     final = os.path.join(root, key)
     tmp = "{}.tmp-{}".format(final, os.getpid())
     started = time.time()
@@ -482,7 +502,7 @@ def install(app: str, work: str, minimum: Tuple[int, int]) -> str:
     else:
         log("no {}: the environment gets no third-party packages".format(requirements_path))
     bundle = bundled_wheels(app, requirements)
-    key = env_key(requirements, bundle[1] if bundle else None)
+    key = env_key(requirements, bundle.manifest if bundle else None)
     shared_cache = os.environ.get("VQI_VENV_CACHE")
     root = os.path.abspath(shared_cache or os.path.join(work, "venvs"))
     os.makedirs(root, exist_ok=True)
@@ -496,7 +516,7 @@ def install(app: str, work: str, minimum: Tuple[int, int]) -> str:
             log("reusing complete environment {} (nothing to install)".format(final))
         else:
             remove_stale(root, key)
-            build(root, key, requirements_path, bundle[0] if bundle else None)
+            build(root, key, requirements_path, bundle)
         point_link(work, final)
         mark_used(final)
         log("{} -> {}".format(os.path.join(work, LINK_NAME), final))

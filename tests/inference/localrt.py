@@ -97,10 +97,10 @@ class LocalRuntime:
         self._clients: List[Any] = []
 
     def client(self, name: str) -> Any:
-        from vqi_inference.ipc import InferenceIpc
+        from shared.ipc import IpcClient
 
         with env(self.server.ipc_env(name)):
-            client = InferenceIpc()
+            client = IpcClient()
         self._clients.append(client)
         return client
 

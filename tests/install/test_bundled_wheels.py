@@ -100,6 +100,10 @@ def test_strict_build_fails_on_any_target_without_wheels(app: App, pip_env, monk
         bundler_for_build()(app.path / "requirements.txt", app.path / "wheels")
 
 
+def leftovers(root: Path) -> list[str]:
+    return [p.name for p in root.iterdir() if ".tmp-" in p.name] if root.exists() else []
+
+
 def offline_env(pip_env: dict) -> dict:
     """pip settings that would fail any index access: only the bundle can satisfy the install."""
     env = {k: v for k, v in pip_env.items() if not k.startswith("PIP_")}
@@ -127,6 +131,18 @@ def test_bundled_app_with_a_missing_wheel_fails_naming_it(app: App, pip_env):
     assert result.returncode == 4
     assert "bundled wheel missing" in result.stderr and "vqi_probe-1.0" in result.stderr
     assert not os.path.lexists(app.link)
+
+
+def test_bundled_app_with_a_corrupt_wheel_fails_before_pip_runs(app: App, pip_env):
+    bundle(app)
+    wheel = app.path / "wheels" / "vqi_probe-1.0-py3-none-any.whl"
+    wheel.write_bytes(wheel.read_bytes() + b"tampered")
+
+    result = app.install(offline_env(pip_env))
+
+    assert result.returncode == 4
+    assert "sha256 mismatch" in result.stderr and "pip install" not in result.stdout
+    assert leftovers(app.venvs) == []
 
 
 def test_bundle_without_this_python_fails_saying_what_it_covers(app: App, pip_env):

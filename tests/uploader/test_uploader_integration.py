@@ -184,3 +184,22 @@ def test_a_live_configuration_update_changes_the_selection(rig: Rig):
     assert rig.confirmed()["ok-after"][0]["archive"]["reason"] == "drift_sample"
     rig.ipc.update_configuration("com.example.vqi.Uploader", [], {"OkSampleRate": 7})
     rig.wait(lambda: "update rejected" in rig.log_path.read_text(), 10, "rejection")
+
+
+def test_a_stream_manager_that_lost_its_streams_gets_them_back(rig: Rig):
+    import shutil
+
+    rig.start_sm()
+    rig.start_uploader()
+    rig.connect_peer()
+    before = batch(rig, "lost-a", 4)
+    rig.redeliver_until_confirmed(before, 20)
+    rig.wait(lambda: len(rig.kinesis_ids()) == 4 and rig.staged() == [], 20, "first exports")
+    rig.stop_sm()
+    shutil.rmtree(rig.sm_root)  # a Memory-persisted or wiped Stream Manager
+    rig.start_sm()
+    after = batch(rig, "lost-b", 4)
+    rig.redeliver_until_confirmed(after, 30)
+    rig.wait(lambda: len(rig.kinesis_ids()) == 4 and len(rig.s3_keys()) == 6, 30, "exports")
+    rig.wait(lambda: rig.staged() == [], 30, "status read from the new stream's start")
+    assert sorted(rig.kinesis_ids()) == sorted(r["image_id"] for r in after)

@@ -23,9 +23,9 @@ def main() -> int:
     log = logs.setup(COMPONENT_NAME)
     thing = os.environ.get("AWS_IOT_THING_NAME", "")
     try:
-        from .ipc import InferenceIpc
+        from shared.ipc import IpcClient
 
-        ipc = InferenceIpc()
+        ipc = IpcClient()
     except Exception as exc:
         log.error("cannot connect to the Greengrass nucleus over IPC: %s", exc)
         return EXIT_NO_IPC

@@ -262,7 +262,7 @@ class Uploader:
                     )
                 except NotEnoughMessagesException:
                     idle += 1
-                    if idle % 30 == 0:
+                    if idle % 5 == 0:
                         offset = self._check_offset(offset)
                     continue
                 idle = 0
@@ -280,8 +280,10 @@ class Uploader:
         """A recreated status stream starts again at 0: follow it instead of waiting forever."""
         name = self.cfg.status_stream
         info = self.status_link.call(lambda c: c.describe_message_stream(name))
-        newest = info.storage_status.newest_sequence_number if info.storage_status else None
-        if newest is not None and newest + 1 < offset:
+        status = info.storage_status
+        newest = status.newest_sequence_number if status else None
+        newest = -1 if newest is None else newest
+        if newest + 1 < offset:
             log.warning("status stream %s restarted at %s; reading from its start", name, newest)
             self.status_offset.save(0)
             return 0

@@ -78,7 +78,10 @@ def _package(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="scripts/model", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="scripts/model",
+        description="Model toolchain: synthetic data, offline YOLO training, ONNX export + "
+        "model.json, int8 quantization, onnxruntime mAP, packaging into components/model.")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     g = sub.add_parser("generate", help="write a synthetic YOLO dataset")

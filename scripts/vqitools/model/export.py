@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
 from vqitools.model.offline import make_offline
 
 SCHEMA_VERSION = 1
@@ -109,6 +110,7 @@ def parity(torch_model: object, onnx_path: Path, meta: dict, images: list[np.nda
     """Max |onnxruntime - PyTorch| over the raw output on the same preprocessed tensors."""
     import onnxruntime as ort
     import torch
+
     from vqitools.model.evaluate import preprocess
 
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])

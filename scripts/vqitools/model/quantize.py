@@ -18,6 +18,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from vqitools.model.evaluate import IMAGE_SUFFIXES, evaluate_session, preprocess, split_images
 from vqitools.model.export import sha256_file, write_metadata
 

@@ -1,0 +1,225 @@
+"""The local demo: the whole graph on the bundled sample images, then a summary and a report.
+
+It runs the real components, built and installed by the local runtime exactly as on a device, drops
+the sample images into the inbox the way a camera does (write, then rename), and follows the
+results on the results topic through a real IPC client with its own read-only identity.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from vqitools.build import REPO_ROOT
+from vqitools.deployment import load_site, local_overrides
+from vqitools.report import summarise, write_report
+
+OBSERVER = "vqi.local.Observer"
+IMAGE_SOURCE = "com.example.vqi.ImageSource"
+INFERENCE = "com.example.vqi.Inference"
+UPLOADER = "com.example.vqi.Uploader"
+SAMPLES = REPO_ROOT / "components" / "model" / "samples"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
+
+
+@dataclass
+class Observed:
+    results: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    archived: set = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    changed: threading.Event = field(default_factory=threading.Event)
+
+
+def demo_overrides(root: Path, site_file: Path) -> Dict[str, Any]:
+    overrides = local_overrides(load_site(site_file))
+    folders = {
+        IMAGE_SOURCE: {"InboxDir": str(root / "inbox"), "StateDir": str(root / "images")},
+        INFERENCE: {"AnnotatedImageDir": str(root / "annotated")},
+        UPLOADER: {"StagingDir": str(root / "images" / "upload-staging")},
+    }
+    for name, merge in folders.items():
+        overrides.setdefault(name, {"merge": {}})["merge"].update(merge)
+    return overrides
+
+
+def observe(runtime: Any, observed: Observed) -> Any:
+    """Subscribe to results and archive confirmations as a separate, read-only identity."""
+    import awsiot.greengrasscoreipc as gg
+    from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
+
+    access = {"aws.greengrass.ipc.pubsub": {f"{OBSERVER}:read": {
+        "operations": ["aws.greengrass#SubscribeToTopic"],
+        "resources": ["vqi/results", "vqi/archived"],
+    }}}
+    svcuid = runtime.ipc.add_component(OBSERVER, {}, access)
+    client = GreengrassCoreIPCClientV2(
+        client=gg.connect(ipc_socket=str(runtime.ipc.socket_path), authtoken=svcuid))
+
+    def on_result(event: Any) -> None:
+        message = event.json_message.message
+        with observed.lock:
+            observed.results.setdefault(message["image_id"], message)
+        observed.changed.set()
+
+    def on_archived(event: Any) -> None:
+        with observed.lock:
+            observed.archived.add(event.json_message.message["image_id"])
+        observed.changed.set()
+
+    client.subscribe_to_topic(topic="vqi/results", on_stream_event=on_result)
+    client.subscribe_to_topic(topic="vqi/archived", on_stream_event=on_archived)
+    return client
+
+
+def drop_like_a_camera(images: List[Path], inbox: Path) -> None:
+    inbox.mkdir(parents=True, exist_ok=True)
+    for image in images:
+        part = inbox / f"{image.name}.part"
+        shutil.copyfile(image, part)
+        part.rename(inbox / image.name)
+
+
+def files_in(folder: Path) -> List[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+
+
+def exported(root: Path) -> Dict[str, int]:
+    s3 = [p for p in files_in(root / "cloud" / "s3") if ".metadata" not in p.parts]
+    kinesis = root / "cloud" / "kinesis.jsonl"
+    iot = root / "cloud" / "iotcore.jsonl"
+    return {
+        "Kinesis records": len(kinesis.read_text().splitlines()) if kinesis.is_file() else 0,
+        "S3 review images": sum(p.suffix.lower() in IMAGE_SUFFIXES for p in s3),
+        "S3 label files": sum(p.suffix == ".txt" for p in s3),
+        "IoT Core messages": len(iot.read_text().splitlines()) if iot.is_file() else 0,
+    }
+
+
+def summary_table(results: List[Dict[str, Any]], wall: float, export: Dict[str, int]) -> str:
+    s = summarise(results, wall)
+    lat = s.latency_ms
+    rows = [
+        ("images", str(s.images)), ("OK", str(s.ok)), ("DEFECT", str(s.defect)),
+        ("errors", str(s.errors)),
+        ("throughput", f"{s.throughput:.1f} images/s" if s.throughput else "-"),
+        ("latency p50/p95/p99",
+         f"{lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f} ms" if lat else "-"),
+    ] + [(k, str(v)) for k, v in export.items()]
+    width = max(len(k) for k, _ in rows)
+    line = "+" + "-" * (width + 2) + "+" + "-" * 26 + "+"
+    body = "\n".join(f"| {k:<{width}} | {v:<24} |" for k, v in rows)
+    return f"{line}\n{body}\n{line}"
+
+
+def expected_verdicts(samples: Path) -> Dict[str, str]:
+    path = samples / "expected.json"
+    if not path.is_file():
+        return {}
+    boxes = json.loads(path.read_text()).get("images", {})
+    return {name: ("DEFECT" if b else "OK") for name, b in boxes.items()}
+
+
+def run_demo(
+    root: Path,
+    samples: Path = SAMPLES,
+    site_file: Path = REPO_ROOT / "scripts" / "sites" / "local.yaml",
+    watch: bool = False,
+    install_timeout: float = 1800.0,
+    result_timeout: float = 180.0,
+    keep: bool = False,
+) -> int:
+    from localgg.runtime import LocalRuntime, RuntimeOptions
+
+    root = root.resolve()
+    if root.exists() and not keep:
+        for sub in ("work", "cloud", "stream-manager", "inbox", "images", "annotated",
+                    "report", "logs", "packages", "env"):
+            shutil.rmtree(root / sub, ignore_errors=True)
+    images = sorted(p for p in samples.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    options = RuntimeOptions(root=root, components_dir=REPO_ROOT / "components",
+                             overrides=demo_overrides(root, site_file))
+    runtime = LocalRuntime(options)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"run-local: root {root} (logs in {root / 'logs'})", flush=True)
+    print("run-local: installing and starting components "
+          "(the first run builds their virtual environments; minutes)", flush=True)
+    runtime.start()
+    client = None
+    try:
+        states = runtime.wait_settled(install_timeout)
+        for name, state in sorted(states.items()):
+            print(f"  {name:<30} {state}", flush=True)
+        bad = {n: s for n, s in states.items() if s not in ("RUNNING", "FINISHED")}
+        if bad:
+            for name in bad:
+                log = root / "logs" / f"{name}.log"
+                tail = log.read_text(errors="replace").splitlines()[-15:] if log.is_file() else []
+                print(f"run-local: {name} is {bad[name]}; last log lines:\n  " + "\n  ".join(tail))
+            return 1
+        observed = Observed()
+        client = observe(runtime, observed)
+        print(f"run-local: dropping {len(images)} sample images into {root / 'inbox'}", flush=True)
+        started = time.monotonic()
+        drop_like_a_camera(images, root / "inbox")
+        deadline = started + result_timeout
+        last_progress = None
+        while not stop.is_set():
+            with observed.lock:
+                done, archived = len(observed.results), len(observed.archived)
+            if (done, archived) != last_progress:
+                print(f"\r  results {done}/{len(images)}  archived {archived}/{len(images)}",
+                      end="", flush=True)
+                last_progress = (done, archived)
+            pending = files_in(root / "inbox") + files_in(root / "images" / "processing")
+            settled = done >= len(images) and archived >= len(images) and not pending
+            if settled and not watch:
+                break
+            if time.monotonic() > deadline and not watch:
+                print("\nrun-local: timed out waiting for results; see the logs", flush=True)
+                break
+            observed.changed.wait(0.5)
+            observed.changed.clear()
+        print(flush=True)
+        with observed.lock:
+            results = list(observed.results.values())
+            wall = max((time.monotonic() - started), 1e-6)
+        time.sleep(1.0)  # let the last S3 export tasks land before counting them
+        export = exported(root)
+        print(summary_table(results, wall, export), flush=True)
+        expected = expected_verdicts(samples)
+        by_name = {Path(r["path"]).name: r["verdict"] for r in results}
+        if expected:
+            matched = sum(by_name.get(name) == verdict for name, verdict in expected.items())
+            print(f"expected verdicts matched: {matched}/{len(expected)}")
+        done_dir = root / "images" / "done"
+
+        def find_image(result: Dict[str, Any]) -> Optional[Path]:
+            name = Path(str(result.get("path", ""))).name
+            hits = [p for p in files_in(done_dir) if p.name == name]
+            return hits[0] if hits else None
+
+        report = write_report(results, root / "report", find_image,
+                              model_dir=REPO_ROOT / "components" / "model",
+                              wall_seconds=wall, exported=export,
+                              title="Scratch inspection - local run")
+        print(f"report: {report}")
+        failed = files_in(root / "images" / "failed")
+        ok = len(results) == len(images) and not failed
+        if failed:
+            print(f"run-local: {len(failed)} file(s) in failed/: {[p.name for p in failed]}")
+        return 0 if ok else 1
+    finally:
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                pass
+        runtime.stop()
