@@ -117,6 +117,12 @@ def summary_table(results: List[Dict[str, Any]], wall: float, export: Dict[str, 
     return f"{line}\n{body}\n{line}"
 
 
+def original_name(path: str) -> str:
+    """The camera's file name: ImageSource claims files as <image id>__<name>."""
+    name = Path(path).name
+    return name.split("__", 1)[1] if "__" in name else name
+
+
 def expected_verdicts(samples: Path) -> Dict[str, str]:
     path = samples / "expected.json"
     if not path.is_file():
@@ -195,15 +201,18 @@ def run_demo(
         export = exported(root)
         print(summary_table(results, wall, export), flush=True)
         expected = expected_verdicts(samples)
-        by_name = {Path(r["path"]).name: r["verdict"] for r in results}
+        by_name = {original_name(r["path"]): r["verdict"] for r in results}
         if expected:
             matched = sum(by_name.get(name) == verdict for name, verdict in expected.items())
             print(f"expected verdicts matched: {matched}/{len(expected)}")
         done_dir = root / "images" / "done"
 
         def find_image(result: Dict[str, Any]) -> Optional[Path]:
+            """The image in done/, else the uploader's copy in the local bucket."""
             name = Path(str(result.get("path", ""))).name
             hits = [p for p in files_in(done_dir) if p.name == name]
+            hits += [p for p in files_in(root / "cloud" / "s3")
+                     if p.stem == result["image_id"] and p.suffix.lower() in IMAGE_SUFFIXES]
             return hits[0] if hits else None
 
         report = write_report(results, root / "report", find_image,
@@ -223,3 +232,28 @@ def run_demo(
             except Exception:
                 pass
         runtime.stop()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="run-local", description="Run the whole graph locally on the sample images.")
+    parser.add_argument("--root", type=Path, default=REPO_ROOT / ".local-gg")
+    parser.add_argument("--samples", type=Path, default=SAMPLES,
+                        help="folder of images to drop into the inbox")
+    parser.add_argument("--site", type=Path, default=REPO_ROOT / "scripts" / "sites" / "local.yaml",
+                        help="site settings whose configuration merges apply locally")
+    parser.add_argument("--watch", action="store_true",
+                        help="keep running and watching the inbox after the samples")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the previous run's state under the root")
+    parser.add_argument("--timeout", type=float, default=180.0,
+                        help="seconds to wait for the samples' results")
+    args = parser.parse_args(argv)
+    return run_demo(args.root, args.samples, args.site, watch=args.watch,
+                    result_timeout=args.timeout, keep=args.keep)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

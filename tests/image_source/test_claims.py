@@ -141,3 +141,13 @@ def test_a_link_found_in_processing_is_quarantined_never_published(work: Path,
     [reason] = Path(layout.quarantine).rglob("*.reason.json")
     assert "not a regular file in processing/" in json.loads(reason.read_text())["reason"]
     assert target.read_bytes() == jpeg_bytes()
+
+
+def test_a_folder_swapped_for_a_link_cannot_make_a_claim_reach_outside(work: Path,
+                                                                       tmp_path: Path) -> None:
+    layout = make_layout(work)
+    outside = write_file(tmp_path / "outside" / "x.jpg", jpeg_bytes())
+    (Path(layout.inbox) / "cam").symlink_to(outside.parent)
+    with pytest.raises(ClaimError, match="inside the inbox"):
+        ClaimStore(layout).claim(os.path.join(layout.inbox, "cam", "x.jpg"), "cam/x.jpg", "c")
+    assert outside.exists() and os.listdir(layout.processing) == []

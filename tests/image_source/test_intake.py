@@ -147,3 +147,5 @@ def test_a_path_that_resolves_outside_the_inbox_is_never_taken(work: Path,
     assert not intake.tracked(str(Path(intake.inbox) / "cam" / "x.jpg"))
     intake.evaluate(1.0, time.time())
     assert intake.pop_ready(1.0) is None and outside.exists()
+    (outside.parent / "link.jpg").symlink_to(outside)  # a link out there is not ours either
+    assert intake.observe(str(Path(intake.inbox) / "cam" / "link.jpg"), False, 1.0) is None

@@ -282,3 +282,45 @@ def test_retention_trims_done_to_its_size_limit_oldest_first(work: Path) -> None
     assert files(service.layout.done) == ["old2.jpg", "old3.jpg"]
     assert service.metrics.totals["retention_deleted"] == 2
     service.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_backlog_larger_than_memory_tracking_waits_on_disk_and_is_all_published(
+        work: Path) -> None:
+    inbox = work / "inbox"
+    for i in range(60):
+        write_file(inbox / f"b{i:03d}.jpg", jpeg_bytes(seed=i))
+    settings = make_settings(StabilitySeconds=0)
+    publish = Collector()
+    service = Service(settings, Layout.resolve(settings, {"VQI_WORK_DIR": str(work)}), publish,
+                      sync=False, max_tracked=10)
+    service.start()
+    assert service.intake.pending + service.intake.ready <= 10
+    answered: set = set()
+    deadline = time.monotonic() + 40
+    while len(files(service.layout.done)) < 60:
+        assert time.monotonic() < deadline
+        service.run_once(0.05)
+        assert service.intake.pending + service.intake.ready <= 10
+        for event in publish.events():
+            if event["image_id"] not in answered:
+                answered.add(event["image_id"])
+                service.submit_completion(result_for(event), "vqi/archived")
+    assert len(answered) == 60
+    service.close()
+
+
+@pytest.mark.timeout(30)
+def test_live_pattern_change_stops_taking_newly_ignored_names(work: Path) -> None:
+    service, publish = start(work, StabilitySeconds=30, MaxInFlight=1)
+    inbox = Path(service.layout.inbox)
+    for i in range(3):
+        write_file(inbox / f"{i}.bmp", b"BM" + b"\0" * 30)
+    run_until(service, lambda: len(publish.events()) == 1)
+    service.submit_settings(make_settings(StabilitySeconds=30, MaxInFlight=5,
+                                          IgnorePatterns=["*.bmp"]))
+    for _ in range(5):
+        service.run_once(0.05)
+    assert len(publish.events()) == 1
+    assert sorted(p.name for p in inbox.iterdir()) == ["1.bmp", "2.bmp"]
+    service.close()

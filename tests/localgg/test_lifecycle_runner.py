@@ -351,3 +351,17 @@ def test_one_runtime_per_root(start, components, tmp_path) -> None:
     with pytest.raises(RootBusyError, match="another localgg runtime is using"):
         second.start()
     second.stop()
+
+
+@pytest.mark.timeout(60)
+def test_component_process_reaches_ipc_with_the_supervisor_environment(start, components,
+                                                                      tmp_path) -> None:
+    code = ("from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2 as C; "
+            "C().update_state(state='ERRORED'); print('reported')")
+    write_built_component(components, "t.Ipc", {"Run": f'{PYTHON} -c "{code}"'})
+    runtime = start()
+    wait_state(runtime, "t.Ipc", State.FINISHED)
+    assert "reported" in (tmp_path / "root/logs/t.Ipc.log").read_text()
+    runtime.write_status()
+    status = json.loads((tmp_path / "root/status.json").read_text())["components"]["t.Ipc"]
+    assert (status["state"], status["reportedState"]) == ("FINISHED", "ERRORED")

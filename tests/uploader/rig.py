@@ -22,7 +22,7 @@ from localgg.ipc_server import IpcServer
 from localgg.stream_manager import StreamManagerServer
 
 from shared.ipc import IpcClient
-from shared.messages import Detection, InspectionResult, to_json
+from shared.messages import Detection, InspectionResult, ModelInfo, to_json
 
 REPO = Path(__file__).resolve().parents[2]
 UPLOADER = "com.example.vqi.Uploader"
@@ -38,14 +38,18 @@ def recipe_defaults() -> Dict[str, Any]:
 
 
 def make_result(image_id: str, path: str, verdict: str, scores: List[float]) -> Dict[str, Any]:
+    """A schema-valid result for a 100 x 400 image, one 30 x 40 px box per score."""
     dets = [
         Detection(0, "scratch", s, [10.0 * i, 20.0, 10.0 * i + 30, 60.0],
-                  [0.01 * i, 0.05, 0.01 * i + 0.3, 0.15])
+                  [0.1 * i, 0.05, 0.1 * i + 0.3, 0.15])
         for i, s in enumerate(scores)
     ]
-    result = InspectionResult(image_id=image_id, path=path, verdict=verdict, detections=dets,
-                              image_width=100, image_height=400, camera_id="cam1",
-                              time="2026-03-07T10:00:00.000Z")
+    result = InspectionResult(
+        image_id=image_id, path=path, verdict=verdict, detections=dets,
+        model=ModelInfo("vqi-yolo", "1.0.0", "0" * 64), timings_ms={"total": 12.5},
+        image_width=100, image_height=400, camera_id="cam1", time="2026-03-07T10:00:00.000Z",
+        error="corrupt_image: cannot decode" if verdict == "ERROR" else None,
+    )
     return json.loads(to_json(result))
 
 
@@ -64,6 +68,7 @@ class Rig:
         self.proc: Optional[subprocess.Popen] = None
         self.peer: Optional[IpcClient] = None
         self.archived: Dict[str, List[Dict[str, Any]]] = {}
+        self.metrics: List[Dict[str, Any]] = []
         self._lock = threading.Lock()
         defaults = recipe_defaults()
         self.config = {**defaults, "S3Bucket": BUCKET, "ReconnectMaxSeconds": 0.5,
@@ -72,7 +77,7 @@ class Rig:
         self.ipc.start()
         self.ipc.add_component(PEER, {}, {"aws.greengrass.ipc.pubsub": {"peer:1": {
             "operations": ["aws.greengrass#PublishToTopic", "aws.greengrass#SubscribeToTopic"],
-            "resources": ["vqi/results", "vqi/archived"]}}})
+            "resources": ["vqi/results", "vqi/archived", "vqi/metrics"]}}})
 
     # -- servers and process -------------------------------------------------------------------
     def start_sm(self, online: bool = True) -> None:
@@ -117,6 +122,7 @@ class Rig:
             self.monkeypatch.setenv(key, value)
         self.peer = IpcClient()
         self.peer.subscribe_json("vqi/archived", self._on_archived)
+        self.peer.subscribe_json("vqi/metrics", lambda m, _t: self.metrics.append(m))
 
     def _on_archived(self, message: Any, topic: str) -> None:
         with self._lock:
@@ -164,15 +170,16 @@ class Rig:
             self.wait(lambda ids=ids: all(i in self.confirmed() for i in ids), every, None)
 
     # -- observing the "cloud" ---------------------------------------------------------------
-    def kinesis_ids(self) -> List[str]:
+    def kinesis_records(self) -> List[Dict[str, Any]]:
+        """Results as exported to the (local) Kinesis stream."""
         path = self.sm_root / "kinesis.jsonl"
         if not path.exists():
             return []
-        ids = []
-        for line in path.read_text().splitlines():
-            if line.strip():
-                ids.append(json.loads(json.loads(line)["dataUtf8"])["image_id"])
-        return ids
+        return [json.loads(json.loads(line)["dataUtf8"])
+                for line in path.read_text().splitlines() if line.strip()]
+
+    def kinesis_ids(self) -> List[str]:
+        return [r["image_id"] for r in self.kinesis_records()]
 
     def s3_keys(self) -> List[str]:
         root = self.sm_root / "s3" / BUCKET

@@ -133,3 +133,10 @@ def test_in_progress_and_foreign_files_are_ignored(setup, tmp_path):
     assert tracker.on_status(status(files[0].path, Status.InProgress)) == OUTCOME_IGNORED
     assert tracker.on_status(status(str(foreign), Status.Success)) == OUTCOME_IGNORED
     assert foreign.exists() and os.path.exists(files[0].path)
+
+
+def test_pending_tasks_are_requeued_when_their_stream_was_lost(setup):
+    _, _, files, tracker, _ = setup
+    tracker.on_status(status(files[0].path, Status.Success))
+    assert tracker.requeue_pending() == 2
+    assert sorted(e["key"] for e in tracker.due()) == ["k/img.json", "k/img.txt"]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 from typing import Iterator
 
+import jsonschema
 import pytest
 from vqi_uploader.keys import review_keys
 
-from .rig import BUCKET, THING, Rig, make_result
+from .rig import BUCKET, REPO, THING, Rig, make_result
+
+SCHEMA = REPO / "shared" / "schemas" / "inference-result.schema.json"
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -59,23 +63,34 @@ def test_offline_period_then_recovery_loses_no_result_and_no_image(rig: Rig):
     rig.wait(lambda: len(rig.kinesis_ids()) == 10 and len(rig.s3_keys()) == 15, 30, "exports")
     rig.wait(lambda: rig.staged() == [], 15, "staged files removed")
     assert sorted(rig.kinesis_ids()) == sorted(r["image_id"] for r in results)
+    with open(SCHEMA, encoding="utf-8") as fh:
+        schema = json.load(fh)
+    for record in rig.kinesis_records():
+        jsonschema.validate(record, schema)
+        assert record["thing_name"] == THING
     expected = sorted(k for r in results if r["verdict"] == "DEFECT" for k in keys_for(r))
     assert rig.s3_keys() == sorted(k.split(f"{BUCKET}/")[-1] for k in expected)
     first = results[0]
     image_key, labels_key, result_key = keys_for(first)
     assert rig.s3_read(image_key) == b"\xff\xd8\xff" + first["image_id"].encode() * 50
     assert rig.s3_read(labels_key).decode() == (
-        "0 0.150000 0.100000 0.300000 0.100000\n0 0.160000 0.100000 0.300000 0.100000\n"
+        "0 0.150000 0.100000 0.300000 0.100000\n0 0.250000 0.100000 0.300000 0.100000\n"
     )
     assert b'"image_id":"off-000"' in rig.s3_read(result_key)
 
 
 def test_confirmation_carries_the_result_and_its_archive_record(rig: Rig):
+    rig.config["MetricsIntervalSeconds"] = 1
     rig.start_sm()
     rig.start_uploader()
     rig.connect_peer()
     defect, ok = batch(rig, "conf", 2)
     rig.redeliver_until_confirmed([defect, ok], 20)
+    rig.wait(lambda: any(m["counters"]["results_appended"] == 2 for m in rig.metrics), 10,
+             "metrics")
+    last = rig.metrics[-1]
+    assert last["component"] == "com.example.vqi.Uploader" and last["thing_name"] == THING
+    assert last["counters"]["review_staged"] == 1
     got = rig.confirmed()
     archive = got[defect["image_id"]][0]["archive"]
     assert archive["review"] is True and archive["reason"] == "defect"
@@ -189,17 +204,19 @@ def test_a_live_configuration_update_changes_the_selection(rig: Rig):
 def test_a_stream_manager_that_lost_its_streams_gets_them_back(rig: Rig):
     import shutil
 
-    rig.start_sm()
+    rig.start_sm(online=False)
     rig.start_uploader()
     rig.connect_peer()
     before = batch(rig, "lost-a", 4)
     rig.redeliver_until_confirmed(before, 20)
-    rig.wait(lambda: len(rig.kinesis_ids()) == 4 and rig.staged() == [], 20, "first exports")
+    assert len(rig.staged()) == 6  # staged, their export tasks still in Stream Manager
     rig.stop_sm()
-    shutil.rmtree(rig.sm_root)  # a Memory-persisted or wiped Stream Manager
+    shutil.rmtree(rig.sm_root)  # a Memory-persisted or wiped Stream Manager loses them
     rig.start_sm()
     after = batch(rig, "lost-b", 4)
     rig.redeliver_until_confirmed(after, 30)
-    rig.wait(lambda: len(rig.kinesis_ids()) == 4 and len(rig.s3_keys()) == 6, 30, "exports")
+    rig.wait(lambda: len(rig.s3_keys()) == 12, 30, "every staged file exported")
     rig.wait(lambda: rig.staged() == [], 30, "status read from the new stream's start")
+    # Results still in the lost streams are gone with them; later ones all arrive.
+    rig.wait(lambda: len(rig.kinesis_ids()) == 4, 30, "results")
     assert sorted(rig.kinesis_ids()) == sorted(r["image_id"] for r in after)

@@ -10,6 +10,7 @@ claimed again under the same id, and consumers deduplicate it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -84,6 +85,23 @@ class Claim:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
+def _open_parent(root: str, rel: str) -> "tuple[int, str]":
+    """A descriptor of rel's folder, walked down from root refusing symlinks; and rel's name."""
+    parts = rel.split(os.sep)
+    if any(p in ("", ".", "..") for p in parts):
+        raise OSError(errno.EINVAL, "path leaves the inbox")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    except OSError:
+        os.close(fd)
+        raise
+    return fd, parts[-1]
+
+
 class ClaimStore:
     """The processing/ folder and the moves out of it."""
 
@@ -152,9 +170,24 @@ class ClaimStore:
 
     # -- claim -------------------------------------------------------------------------------------
     def claim(self, src: str, source: str, camera_id: str) -> Claim:
-        """Move src (inbox file, relative path `source`) into processing/; ClaimError if not."""
+        """Move src (inbox file, relative path `source`) into processing/; ClaimError if not.
+
+        The file is reached from the inbox one folder at a time without following symlinks, and
+        renamed relative to that folder, so a folder swapped for a link meanwhile cannot make
+        the claim move a file from outside the inbox.
+        """
         try:
-            fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            folder, leaf = _open_parent(self.layout.inbox, source)
+        except OSError as exc:
+            raise ClaimError(f"cannot reach {src} inside the inbox: {exc.strerror}") from exc
+        try:
+            return self._claim_in(folder, leaf, src, source, camera_id)
+        finally:
+            os.close(folder)
+
+    def _claim_in(self, folder: int, leaf: str, src: str, source: str, camera_id: str) -> Claim:
+        try:
+            fd = os.open(leaf, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
         except OSError as exc:
             raise ClaimError(f"cannot open {src}: {exc.strerror}") from exc
         try:
@@ -172,20 +205,18 @@ class ClaimStore:
         finally:
             os.close(fd)
         sha = digest.hexdigest()
-        safe_source = durable.safe_relpath(source)
         base = image_id(sha, source, st.st_mtime_ns)
         iid, n = base, 1
-        name = durable.safe_name(os.path.basename(src))
         while iid in self._ids or os.path.lexists(self.sidecar(iid)):
             n += 1  # same bytes, path and mtime as an image still in flight: a separate copy
             iid = f"{base}-{n}"
-        dest = self._image_path(iid, name)
-        claim = Claim(image_id=iid, path=dest, source=safe_source, camera_id=camera_id,
-                      size=st.st_size, capture_time=iso_utc(st.st_mtime),
+        dest = self._image_path(iid, durable.safe_name(leaf))
+        claim = Claim(image_id=iid, path=dest, source=durable.safe_relpath(source),
+                      camera_id=camera_id, size=st.st_size, capture_time=iso_utc(st.st_mtime),
                       claimed_time=utc_now(), sha256=sha)
         durable.write_json(self.sidecar(iid), asdict(claim), sync=self.sync)
         try:
-            os.rename(src, dest)
+            os.rename(leaf, dest, src_dir_fd=folder)
         except OSError as exc:
             durable.unlink_quietly(self.sidecar(iid))
             raise ClaimError(f"cannot move {src} into processing/: {exc.strerror}") from exc

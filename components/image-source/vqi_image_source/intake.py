@@ -109,6 +109,9 @@ class Intake:
         except (FileNotFoundError, NotADirectoryError):
             self._drop(path)
             return None
+        if not self._inside(path):
+            self._drop(path)
+            return None  # reached through a folder that now resolves elsewhere: not ours to move
         if stat.S_ISLNK(st.st_mode):
             self._drop(path)
             return Decision(QUARANTINE, "symbolic link (to " + _link_target(path) + "); only "
@@ -118,9 +121,6 @@ class Intake:
                 return None
             self._drop(path)
             return Decision(QUARANTINE, "not a regular file (FIFO, socket or device)")
-        if not self._inside(path):
-            self._drop(path)
-            return None  # reached through a folder that now resolves elsewhere: not ours to move
         self._update(path, st, closed, now)
         return None
 
@@ -146,6 +146,11 @@ class Intake:
     def _drop(self, path: str) -> None:
         self._pending.pop(path, None)
         self._ready.pop(path, None)  # its heap entry is skipped when popped
+
+    def forget_unwanted(self) -> None:
+        """After a pattern change: stop tracking files the new patterns no longer take."""
+        for path in [p for p in list(self._pending) + list(self._ready) if not self.wanted(p)]:
+            self._drop(path)
 
     def forget_except(self, present: Set[str]) -> None:
         """After a full rescan: stop tracking files that are no longer there."""

@@ -32,6 +32,7 @@ Publish = Callable[[str, Dict[str, Any]], None]
 
 TICK_S = 0.25  # how often pending files are re-checked for stability
 PUBLISH_RETRY_S = 1.0
+MAX_TRACKED = 20000  # inbox files held in memory; a larger backlog stays on disk until rescans
 CLAIM_PAUSE_S = 5.0  # after a claim fails on the state folder (disk full, permissions)
 HOUR = 3600.0
 
@@ -50,7 +51,8 @@ class Flight:
 class Service:
     def __init__(self, settings: Settings, layout: Layout, publish: Publish,
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, sync: bool = True) -> None:
+                 wall: Callable[[], float] = time.time, sync: bool = True,
+                 max_tracked: int = MAX_TRACKED) -> None:
         self.settings = settings
         self.layout = layout
         self._publish = publish
@@ -71,6 +73,8 @@ class Service:
         self._next_metrics = 0.0
         self._first_seen: Dict[str, float] = {}
         self._claims_paused = 0.0
+        self._deferred = False  # inbox files were left untracked (backlog over max_tracked)
+        self.max_tracked = max_tracked
 
     # -- thread-safe entry points ----------------------------------------------------------------
     def submit_completion(self, message: Any, topic: str) -> None:
@@ -85,8 +89,8 @@ class Service:
     def wake(self) -> None:
         try:
             os.write(self._wake_w, b"x")
-        except BlockingIOError:
-            pass  # already awake
+        except OSError:
+            pass  # already awake (pipe full), or closed during shutdown
 
     # -- life cycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -132,7 +136,8 @@ class Service:
         for path, closed in changes:
             self._observe(path, closed, now)
         self._drain(now)
-        if lost or now >= self._next_rescan:
+        if lost or now >= self._next_rescan or (
+                self._deferred and len(self._first_seen) < self.max_tracked // 2):
             self._rescan(now)
         self._evaluate(now)
         self._fill(now)
@@ -147,6 +152,9 @@ class Service:
 
     # -- inbox -------------------------------------------------------------------------------------
     def _observe(self, path: str, closed: bool, now: float) -> None:
+        if len(self._first_seen) >= self.max_tracked and path not in self._first_seen:
+            self._deferred = True  # left on disk untracked; a later rescan picks it up
+            return
         self._first_seen.setdefault(path, now)
         decision = self.intake.observe(path, closed, now)
         if decision is not None:
@@ -163,6 +171,7 @@ class Service:
             except OSError as exc:
                 log.error("the inbox %s is missing: %s", self.layout.inbox, exc)
         present = set()
+        self._deferred = False
         for path in self.watcher.walk():
             present.add(path)
             if not self.intake.tracked(path):
@@ -334,6 +343,7 @@ class Service:
             log.info("completion topic is now %s", new.completion_topic)
         self.settings = new
         self.intake.settings = new
+        self.intake.forget_unwanted()
         self._next_rescan = 0.0  # patterns may have changed
         log.info("configuration updated")
 

@@ -73,10 +73,14 @@ class Uploader:
         self.thing_name = cfg.thing_name or thing_name or "unknown-thing"
         state = os.path.join(work_dir, "state")
         self.staging = Staging(cfg.staging_dir or os.path.join(work_dir, "staging"))
-        self.handled = HandledIds(os.path.join(state, "handled.jsonl"), cfg.handled_ids_max)
+        # Journals are flushed on every write but not fsynced: a power cut may forget the last
+        # few entries, which costs at most a duplicate export (delivery is at least once), while
+        # an fsync per result would halve the throughput.
+        self.handled = HandledIds(os.path.join(state, "handled.jsonl"), cfg.handled_ids_max,
+                                  sync=False)
         self.tracker = ExportTracker(
             os.path.join(state, "exports.jsonl"), self.staging, cfg.export_retry_limit,
-            cfg.export_retry_base_s, cfg.export_retry_max_s,
+            cfg.export_retry_base_s, cfg.export_retry_max_s, sync=False,
         )
         self.status_offset = OffsetFile(os.path.join(state, "status.offset"))
         self.stop_event = threading.Event()
@@ -89,6 +93,7 @@ class Uploader:
         self._count_lock = threading.Lock()
         self._config_lock = threading.Lock()
         self._ensure_lock = threading.Lock()
+        self._status_stream_new = threading.Event()
         self.results_link = self._link("results")
         self.status_link = self._link("status")
         self._threads: list = []
@@ -101,7 +106,14 @@ class Uploader:
 
     def _ensure_streams(self, client: Any) -> None:
         with self._ensure_lock:  # both links connect at start; create each stream once
-            streams.ensure_streams(client, self.cfg)
+            created = streams.ensure_streams(client, self.cfg)
+        if self.cfg.status_stream in created:
+            self._status_stream_new.set()
+        if {self.cfg.export_stream, self.cfg.status_stream} & set(created):
+            again = self.tracker.requeue_pending()
+            if again:
+                log.warning("export streams were created anew; %d pending tasks resubmitted",
+                            again)
 
     def count(self, name: str, by: int = 1) -> None:
         with self._count_lock:
@@ -261,6 +273,14 @@ class Uploader:
                         passthrough=(NotEnoughMessagesException,),
                     )
                 except NotEnoughMessagesException:
+                    messages = []
+                if self._status_stream_new.is_set():
+                    # We (re)created the status stream: it numbers from 0 again.
+                    self._status_stream_new.clear()
+                    offset = 0
+                    self.status_offset.save(0)
+                    continue
+                if not messages:
                     idle += 1
                     if idle % 5 == 0:
                         offset = self._check_offset(offset)

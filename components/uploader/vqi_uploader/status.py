@@ -120,6 +120,14 @@ class ExportTracker:
                 self._put(*({**e, "state": RETRY, "attempts": 0, "retry_at": 0.0} for e in again))
         return len(again)
 
+    def requeue_pending(self) -> int:
+        """Resubmit every pending task now: the stream that held them was created anew."""
+        with self._lock:
+            pending = [e for e in self.entries.values() if e["state"] == PENDING]
+            if pending:
+                self._put(*({**e, "state": RETRY, "retry_at": 0.0} for e in pending))
+        return len(pending)
+
     def due(self) -> List[Dict[str, Any]]:
         now = self.clock()
         with self._lock:

@@ -81,15 +81,21 @@ def definitions(cfg: UploaderConfig) -> List[MessageStreamDefinition]:
     return [results_stream(cfg), status_stream(cfg), export_stream(cfg)]
 
 
-def ensure_streams(client: StreamManagerClient, cfg: UploaderConfig) -> None:
-    """Create each stream, or update it in place so a configuration change takes effect."""
+def ensure_streams(client: StreamManagerClient, cfg: UploaderConfig) -> List[str]:
+    """Create each stream, or update it in place so a configuration change takes effect.
+
+    Returns the names of the streams created (a new stream numbers its messages from 0 again).
+    """
     existing = set(client.list_streams())
+    created = []
     for definition in definitions(cfg):
         if definition.name not in existing:
             client.create_message_stream(definition)
             log.info("created stream %s", definition.name)
+            created.append(definition.name)
             continue
         try:
             client.update_message_stream(definition)
         except StreamManagerException as exc:  # e.g. persistence cannot change in place
             log.warning("stream %s kept its previous definition: %s", definition.name, exc)
+    return created
