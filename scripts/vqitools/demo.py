@@ -215,6 +215,10 @@ def run_demo(
                      if p.stem == result["image_id"] and p.suffix.lower() in IMAGE_SUFFIXES]
             return hits[0] if hits else None
 
+        (root / "report").mkdir(parents=True, exist_ok=True)
+        with open(root / "report" / "results.jsonl", "w", encoding="utf-8") as out:
+            for result in sorted(results, key=lambda r: r["image_id"]):
+                out.write(json.dumps(result, separators=(",", ":")) + "\n")
         report = write_report(results, root / "report", find_image,
                               model_dir=REPO_ROOT / "components" / "model",
                               wall_seconds=wall, exported=export,

@@ -197,3 +197,27 @@ def test_metrics_are_published_on_the_metrics_topic() -> None:
         message = rig.pipeline.metrics[-1]
         assert message["component"] == NAME and message["schema_version"] == 1
         assert {"in_flight", "inbox_ready", "inbox_to_event_ms"} <= set(message)
+
+
+@pytest.mark.timeout(60)
+def test_a_completion_topic_the_recipe_does_not_allow_is_a_clear_start_error() -> None:
+    with Rig({"CompletionTopic": "vqi/elsewhere"}) as rig:
+        rig.component.start()
+        assert rig.component.proc is not None
+        assert rig.component.proc.wait(timeout=30) == 1
+        assert rig.server.component_state(NAME) == "ERRORED"
+        assert "cannot subscribe to vqi/elsewhere" in rig.component.tail()
+        assert "accessControl" in rig.component.tail()
+
+
+@pytest.mark.timeout(60)
+def test_an_invalid_live_update_is_rejected_and_the_component_keeps_working() -> None:
+    with Rig() as rig:
+        rig.component.start().wait_running()
+        rig.server.update_configuration(NAME, [], {"MaxInFlight": 0, "DoneAction": "shred"})
+        rig.wait_for(lambda: "configuration update rejected" in rig.component.tail(), 10,
+                     "the rejection in the log")
+        assert "MaxInFlight" in rig.component.tail() and "DoneAction" in rig.component.tail()
+        write_file(rig.inbox / "after.jpg", jpeg_bytes())
+        rig.wait_for(lambda: len(rig.images("done")) == 1, 20, "the image done")
+        assert rig.component.proc is not None and rig.component.proc.poll() is None

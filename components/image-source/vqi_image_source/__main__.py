@@ -21,6 +21,12 @@ from .layout import Layout, LayoutError
 from .service import Service
 from .settings import parse
 
+MAX_LOOP_FAILURES = 30
+
+
+class StartError(RuntimeError):
+    """The component cannot run as configured (e.g. a topic it may not subscribe to)."""
+
 
 def main() -> int:
     log = logs.setup(COMPONENT)
@@ -35,7 +41,11 @@ def main() -> int:
 
     def subscribe(topic: str) -> None:
         if topic not in subscribed:
-            ipc.subscribe_json(topic, service.submit_completion)
+            try:
+                ipc.subscribe_json(topic, service.submit_completion)
+            except Exception as exc:
+                raise StartError(f"cannot subscribe to {topic} ({type(exc).__name__}: {exc}); "
+                                 "does the deployment's accessControl allow it?") from exc
             subscribed.add(topic)
             log.info("waiting for completions on %s", topic)
 
@@ -45,8 +55,8 @@ def main() -> int:
         service = Service(settings, layout, ipc.publish_json)
         subscribe(settings.completion_topic)  # before start(): re-published claims may complete
         service.start()
-    except (ConfigError, LayoutError) as exc:
-        log.error("%s", exc)
+    except (ConfigError, LayoutError, StartError, OSError) as exc:
+        log.error("cannot start: %s", exc)
         _quietly(ipc.report_errored)
         _quietly(ipc.close)
         return 1
@@ -70,6 +80,7 @@ def main() -> int:
     log.info("watching %s (%d claimed images re-published)", layout.inbox,
              len(service.in_flight))
     code = 0
+    failures = 0
     while not stop.is_set():
         if ipc.disconnected.is_set():
             log.error("lost the IPC connection; exiting so the nucleus restarts us")
@@ -84,9 +95,22 @@ def main() -> int:
             except Exception as exc:
                 log.error("cannot read the updated configuration: %s", exc)
             else:
-                subscribe(new.completion_topic)
-                service.submit_settings(new)
-        service.run_once(1.0)
+                try:
+                    subscribe(new.completion_topic)
+                    service.submit_settings(new)
+                except StartError as exc:
+                    log.error("configuration update rejected, keeping the previous one: %s", exc)
+        try:
+            service.run_once(1.0)
+            failures = 0
+        except Exception:  # a bug or an unexpected OS error: state is on disk, so keep going
+            failures += 1
+            log.exception("service loop failed (%d in a row)", failures)
+            if failures >= MAX_LOOP_FAILURES:
+                log.error("giving up; exiting so the nucleus restarts the component")
+                code = 1
+                break
+            stop.wait(1.0)
     service.publish_metrics()
     service.close()
     _quietly(ipc.close)

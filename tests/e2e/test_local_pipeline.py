@@ -1,0 +1,97 @@
+"""End to end: the sample images through the real, built components under the local runtime."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "components" / "model" / "samples"
+SCHEMA = json.loads((REPO / "shared/schemas/inference-result.schema.json").read_text())
+
+
+def expected() -> dict:
+    boxes = json.loads((SAMPLES / "expected.json").read_text())["images"]
+    return {name: ("DEFECT" if b else "OK") for name, b in boxes.items()}
+
+
+def original_name(path: str) -> str:
+    name = Path(path).name
+    return name.split("__", 1)[1] if "__" in name else name
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    for folder in sorted((REPO / "components").iterdir()):
+        subprocess.run([sys.executable, str(REPO / "scripts/build-component")], cwd=folder,
+                       check=True, capture_output=True, timeout=300)
+    root = tmp_path_factory.mktemp("e2e") / "root"
+    env = dict(os.environ, PYTHONPATH=f"{REPO / 'scripts'}:{REPO}")
+    proc = subprocess.run(
+        [sys.executable, "-m", "vqitools.demo", "--root", str(root), "--timeout", "240"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,
+    )
+    return root, proc
+
+
+@pytest.mark.timeout(1900)
+def test_the_demo_finishes_successfully_and_prints_a_summary(run):
+    root, proc = run
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "| DEFECT" in proc.stdout and "report:" in proc.stdout
+
+
+def test_the_results_topic_carries_the_expected_verdicts(run):
+    root, _ = run
+    text = (root / "report/results.jsonl").read_text()
+    results = [json.loads(line) for line in text.splitlines()]
+    for result in results:
+        jsonschema.validate(result, SCHEMA)
+    assert {original_name(r["path"]): r["verdict"] for r in results} == expected()
+
+
+def test_iot_core_received_every_result_under_the_thing_name(run):
+    root, _ = run
+    lines = [json.loads(line) for line in (root / "cloud/iotcore.jsonl").read_text().splitlines()]
+    results = [m["payload"] for m in lines if m["topic"] == "vqi/local-thing/results"]
+    assert {original_name(r["path"]): r["verdict"] for r in results} == expected()
+
+
+def test_review_images_and_label_sidecars_are_in_the_local_bucket(run):
+    root, _ = run
+    objects = [p for p in (root / "cloud/s3").rglob("*")
+               if p.is_file() and ".metadata" not in p.parts]
+    defects = sum(v == "DEFECT" for v in expected().values())
+    images = [p for p in objects if p.suffix == ".jpg"]
+    labels = {p.stem: p for p in objects if p.suffix == ".txt"}
+    defect_images = [p for p in images if "/defect/" in p.as_posix()]
+    assert len(defect_images) == defects
+    for image in images:
+        lines = labels[image.stem].read_text().split("\n")
+        rows = [line.split() for line in lines if line.strip()]
+        assert all(len(r) == 5 and r[0] == "0" for r in rows)
+        if "/defect/" in image.as_posix():
+            assert rows, f"a defect image needs at least one label: {image}"
+
+
+def test_the_inbox_is_empty_and_nothing_failed(run):
+    root, _ = run
+    assert not [p for p in (root / "inbox").rglob("*") if p.is_file()]
+    assert not [p for p in (root / "images/processing").rglob("*") if p.is_file()]
+    assert not [p for p in (root / "images/failed").rglob("*") if p.is_file()]
+    done = [p for p in (root / "images/done").rglob("*") if p.is_file()]
+    assert sorted(original_name(str(p)) for p in done) == sorted(expected())
+
+
+def test_the_report_embeds_an_annotated_image_per_defect(run):
+    root, _ = run
+    page = (root / "report/report.html").read_text()
+    defects = sum(v == "DEFECT" for v in expected().values())
+    assert page.count("<img src='data:image/png;base64,") == defects
+    assert len(list((root / "report/thumbnails").glob("*.png"))) == defects
