@@ -106,6 +106,12 @@ def histogram_svg(values: Sequence[float], bins: int = 20, width: int = 560,
             f'{"".join(bars)}{labels}</svg>')
 
 
+def display_name(path: str) -> str:
+    """The camera's file name (ImageSource claims files as <image id>__<name>)."""
+    name = Path(path).name
+    return name.split("__", 1)[1] if "__" in name else name
+
+
 def _png_data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
@@ -130,7 +136,7 @@ def _model_section(model_dir: Optional[Path]) -> str:
     if card.is_file():
         paragraphs = [p.strip() for p in card.read_text(encoding="utf-8").split("\n\n")]
         text = next((p for p in paragraphs if p and not p.startswith("#")), "")
-        intro = f"<p>{html.escape(text)}</p>"
+        intro = f"<p>{html.escape(text.replace('**', '').replace('`', ''))}</p>"
     table = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
                     for k, v in rows)
     return f"{intro}<table class='kv'>{table}</table>"
@@ -175,7 +181,7 @@ def write_report(
             continue
         thumb_path = thumbs / f"{result['image_id']}.png"
         cv2.imwrite(str(thumb_path), thumbnail(annotate(image, result.get("detections") or [])))
-        caption = (f"{Path(str(result.get('path', ''))).name} - "
+        caption = (f"{display_name(str(result.get('path', '')))} - "
                    f"{len(result.get('detections') or [])} scratch(es), top score "
                    f"{max((d['score'] for d in result.get('detections') or []), default=0):.2f}")
         figures.append(f"<figure><img src='{_png_data_uri(thumb_path)}' alt='annotated defect'>"
@@ -186,7 +192,7 @@ def write_report(
         latency = total_latency_ms(result)
         rows.append(
             "<tr>"
-            f"<td>{html.escape(Path(str(result.get('path', ''))).name)}</td>"
+            f"<td>{html.escape(display_name(str(result.get('path', ''))))}</td>"
             f"<td class='{html.escape(str(result.get('verdict')))}'>"
             f"{html.escape(str(result.get('verdict')))}</td>"
             f"<td>{len(dets)}</td>"
