@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from vqi_image_source.claims import DELETE, DONE, FAILED, REASON_SUFFIX, ClaimError, ClaimStore
 
 from .helpers import jpeg_bytes, make_layout, write_file

@@ -7,6 +7,7 @@ import uuid
 import zlib
 
 import pytest
+
 from localgg.eventstream import (
     APPLICATION_MESSAGE,
     MAX_MESSAGE_SIZE,

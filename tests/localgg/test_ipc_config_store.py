@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from localgg.config_store import ConfigError, ConfigNotFoundError, ConfigStore
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from localgg.authz import Authorizer, PolicyError
 from localgg.topics import (
     TopicError,

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import yaml
+
 from localgg.ipc_server import IpcServer
 from localgg.stream_manager import StreamManagerServer
-
 from shared.ipc import IpcClient
 from shared.messages import Detection, InspectionResult, ModelInfo, to_json
 

@@ -7,9 +7,9 @@ import os
 
 import pytest
 import yaml
-from vqi_uploader.config import UploaderConfig, load_config
 
 from shared.config import ConfigError
+from vqi_uploader.config import UploaderConfig, load_config
 
 RECIPE = os.path.join(os.path.dirname(__file__), "..", "..", "components", "uploader",
                       "recipe.yaml")
@@ -64,3 +64,9 @@ def test_console_strings_are_accepted_for_numbers_and_booleans():
     cfg = load_config({"OkSampleRate": "0.5", "KinesisExportEnabled": "false",
                        "S3Bucket": "my-review.bucket"})
     assert cfg.ok_sample_rate == 0.5 and not cfg.kinesis_enabled and cfg.review_enabled
+
+
+def test_recipe_defaults_are_the_code_defaults():
+    with open(RECIPE, encoding="utf-8") as fh:
+        defaults = yaml.safe_load(fh)["ComponentConfiguration"]["DefaultConfiguration"]
+    assert load_config(defaults) == load_config({})

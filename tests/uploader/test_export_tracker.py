@@ -13,6 +13,7 @@ from stream_manager import (
     StatusMessage,
     Util,
 )
+
 from vqi_uploader.staging import Staging, file_url
 from vqi_uploader.status import (
     FAILED,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from vqi_uploader.labels import yolo_labels, yolo_line
 
 from shared.messages import Detection
+from vqi_uploader.labels import yolo_labels, yolo_line
 
 
 def det(class_id: int, box, box_norm, score: float = 0.9) -> Detection:

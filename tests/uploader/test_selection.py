@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shared.messages import Detection, InspectionResult
 from vqi_uploader.selection import (
     REASON_DEFECT,
     REASON_DRIFT,
@@ -10,8 +11,6 @@ from vqi_uploader.selection import (
     review_reason,
     sample_fraction,
 )
-
-from shared.messages import Detection, InspectionResult
 
 NO_SAMPLE = SelectionRules(uncertainty_low=0.3, uncertainty_high=0.6, ok_sample_rate=0.0)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from vqi_uploader.staging import Staging, file_url, link_or_copy, url_path
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from localgg.stream_manager import StreamManagerServer
 from stream_manager import Persistence, StatusLevel, StrategyOnFull, StreamManagerClient
+
+from localgg.stream_manager import StreamManagerServer
 from vqi_uploader.config import load_config
 from vqi_uploader.streams import (
     KINESIS_EXPORT_ID,

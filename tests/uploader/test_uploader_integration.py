@@ -9,6 +9,7 @@ from typing import Iterator
 
 import jsonschema
 import pytest
+
 from vqi_uploader.keys import review_keys
 
 from .rig import BUCKET, REPO, THING, Rig, make_result
