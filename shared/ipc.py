@@ -27,11 +27,13 @@ class IpcClient:
         from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 
         self.disconnected = threading.Event()
+        self._closing = False
         outer = self
 
         class _Lifecycle(LifecycleHandler):
             def on_disconnect(self, reason: Optional[Exception]) -> None:
-                log.error("IPC connection to the nucleus lost: %s", reason)
+                if not outer._closing:
+                    log.error("IPC connection to the nucleus lost: %s", reason)
                 outer.disconnected.set()
 
         raw = gg.connect(lifecycle_handler=_Lifecycle(), timeout=timeout)
@@ -110,6 +112,7 @@ class IpcClient:
         self._client.update_state(state="ERRORED")
 
     def close(self) -> None:
+        self._closing = True
         for operation in self._operations:
             try:
                 operation.close()
