@@ -143,9 +143,9 @@ def _atomic_copy(src: Path, dest: Path) -> int:
         raise ExportTaskError(f"input file {src} does not exist")
     if not src.is_file():
         raise ExportTaskError(f"input {src} is not a regular file")
-    dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, tmp)
         os.replace(tmp, dest)
     except OSError as exc:
