@@ -372,7 +372,7 @@ def has_requirements(requirements: bytes) -> bool:
     return False
 
 
-def build(root: str, key: str, requirements_path: str, bundle: Optional[Bundle]) -> str:
+def build(root: str, key: str, requirements: bytes, bundle: Optional[Bundle]) -> str:
     """Create the environment in a private temp dir, then publish it with one rename."""
     wheels = None
     if bundle is not None:
@@ -390,17 +390,16 @@ def build(root: str, key: str, requirements_path: str, bundle: Optional[Bundle])
             .format(sys.executable, code, *sys.version_info[:2]),
             EXIT_BAD_PYTHON,
         )
-    requirements = b""
-    if os.path.isfile(requirements_path):
-        with open(requirements_path, "rb") as handle:
-            requirements = handle.read()
+    pinned = os.path.join(tmp, "vqi-requirements.txt")  # exactly the bytes the key hashes
+    with open(pinned, "wb") as handle:
+        handle.write(requirements)
     python = os.path.join(tmp, "bin", "python")
     command = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
     if b"--hash" in requirements:
         command.append("--require-hashes")
     if wheels is not None:
         command += ["--no-index", "--find-links", wheels, "--only-binary", ":all:"]
-    command += ["-r", requirements_path]
+    command += ["-r", pinned]
     code = 0
     if has_requirements(requirements):
         log("installing requirements with pip ({})".format(
@@ -414,8 +413,6 @@ def build(root: str, key: str, requirements_path: str, bundle: Optional[Bundle])
             EXIT_PIP_FAILED,
         )
     relocate(tmp, final)
-    with open(os.path.join(tmp, "vqi-requirements.txt"), "wb") as handle:
-        handle.write(requirements)
     marker = {
         "key": key,
         "python": sys.version.split()[0],
@@ -516,7 +513,7 @@ def install(app: str, work: str, minimum: Tuple[int, int]) -> str:
             log("reusing complete environment {} (nothing to install)".format(final))
         else:
             remove_stale(root, key)
-            build(root, key, requirements_path, bundle)
+            build(root, key, requirements, bundle)
         point_link(work, final)
         mark_used(final)
         log("{} -> {}".format(os.path.join(work, LINK_NAME), final))

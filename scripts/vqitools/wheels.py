@@ -254,6 +254,7 @@ def bundle_wheels(
 ) -> dict:
     """Download the pinned wheels for every target into `dest` and write dest/manifest.json.
 
+    The manifest has no timestamp, so an unchanged component keeps a byte-identical artifact.
     Returns the manifest: ``targets`` (each with ``complete``, ``missing``, ``files``, ``glibc``),
     ``files`` (name -> sha256) and ``missing`` (one line per unsatisfied target).
     """
@@ -291,7 +292,6 @@ def bundle_wheels(
     manifest = {
         "format": MANIFEST_FORMAT,
         "requirements_sha256": hashlib.sha256(raw).hexdigest(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "targets": entries,
         "files": dict(sorted(files.items())),
         "missing": [f"{t.name}: {m}" for t in targets for m in t.missing],

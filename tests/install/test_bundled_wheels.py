@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 from installkit import App
+
 from vqitools.build import BuildError
 from vqitools.wheels import BundleError, bundle_wheels, bundler_for_build, parse_requirements
 
@@ -46,6 +48,16 @@ def test_each_target_without_a_wheel_for_a_pin_is_reported_by_name(app: App, pip
     assert len(manifest["missing"]) == 7
     x86_311 = next(t for t in manifest["targets"] if t["complete"])
     assert x86_311["glibc"] == "2.17"
+
+
+def test_bundling_twice_gives_a_byte_identical_manifest(app: App, pip_env, tmp_path):
+    bundle(app)
+    first = (app.path / "wheels" / "manifest.json").read_bytes()
+    shutil.rmtree(app.path / "wheels")
+
+    bundle(app)
+
+    assert (app.path / "wheels" / "manifest.json").read_bytes() == first
 
 
 def test_a_dependency_left_unpinned_is_reported_at_build_time(app: App, pip_env):
