@@ -19,6 +19,9 @@ from localrt import INFERENCE, LocalRuntime
 from shared.messages import ImageEvent
 
 RESULTS = "vqi/results"
+# The interpreter the component runs under; point it at a venv made from the component's
+# requirements.txt on another Python (3.9 to 3.12) to check that version for real.
+COMPONENT_PYTHON = os.environ.get("VQI_COMPONENT_PYTHON", sys.executable)
 
 
 def model_dir(dev_model_dir: Path) -> Path:
@@ -36,7 +39,7 @@ class Component:
             env["VQI_MODEL_DIR"] = str(model)
         self.log = log
         self._fh = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "vqi_inference"], env=env,
+        self.proc = subprocess.Popen([COMPONENT_PYTHON, "-m", "vqi_inference"], env=env,
                                      stdout=self._fh, stderr=subprocess.STDOUT, cwd=str(rt.dir))
 
     def wait_state(self, rt: LocalRuntime, state: str, timeout: float = 60) -> bool:

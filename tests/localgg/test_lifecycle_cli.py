@@ -207,7 +207,7 @@ def test_malformed_overrides_file_is_a_clear_error(cli, tmp_path) -> None:
 
 @pytest.mark.timeout(90)
 def test_run_local_script_runs_the_graph_and_stops_on_ctrl_c(tmp_path) -> None:
-    """scripts/run-local in a scratch repo (stub bootstrap, no build script): defaults + SIGINT."""
+    """`scripts/run-local run` in a scratch repo (stub bootstrap, no build script): SIGINT stops."""
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
     shutil.copy2(SCRIPTS / "run-local", repo / "scripts" / "run-local")
@@ -217,7 +217,7 @@ def test_run_local_script_runs_the_graph_and_stops_on_ctrl_c(tmp_path) -> None:
     pids = tmp_path / "pids"
     write_built_component(repo / "components", "t.Svc",
                           {"Run": f"echo $$ >> {pids}; exec sleep 60"})
-    proc = subprocess.Popen([str(repo / "scripts" / "run-local"), "--thing-name", "rl-1"],
+    proc = subprocess.Popen([str(repo / "scripts" / "run-local"), "run", "--thing-name", "rl-1"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: pids.exists() and pids.read_text().strip(), 30)
