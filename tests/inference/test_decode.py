@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import textured_image, write_image
+
 from vqi_inference import decode
 
 MAX_BYTES = 10_000_000

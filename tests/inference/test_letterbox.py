@@ -8,6 +8,7 @@ import torch
 from conftest import textured_image
 from ultralytics.data.augment import LetterBox
 from ultralytics.utils import ops
+
 from vqi_inference import letterbox, postprocess
 
 SHAPES = [(480, 640), (640, 480), (1000, 300), (317, 1203), (320, 320), (77, 91), (1, 3000),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from devmodel import write_model_json
+
 from vqi_inference import model as M
 
 

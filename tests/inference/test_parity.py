@@ -15,6 +15,7 @@ from typing import List
 import numpy as np
 import pytest
 from conftest import DEMO_MODEL, textured_image, write_image
+
 from vqi_inference import model as M
 from vqi_inference import pipeline as P
 from vqi_inference import results, settings

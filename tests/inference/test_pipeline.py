@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import textured_image, write_image
+
 from vqi_inference import model as M
 from vqi_inference import pipeline as P
 from vqi_inference import settings

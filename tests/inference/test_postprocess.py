@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from ultralytics.utils.nms import non_max_suppression
+
 from vqi_inference import postprocess
 from vqi_inference.postprocess import Thresholds
 

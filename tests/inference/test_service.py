@@ -9,11 +9,11 @@ from typing import Iterator
 import pytest
 from conftest import textured_image, write_image
 from localrt import INFERENCE, THING, LocalRuntime, recipe_configuration
+
+from shared.messages import ImageEvent
 from vqi_inference import model as M
 from vqi_inference import settings
 from vqi_inference.service import Service
-
-from shared.messages import ImageEvent
 
 RESULTS = "vqi/results"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from vqi_inference.verdict import DEFECT, OK, Finding, decide, parse_rules
 
 NAMES = ["scratch", "dent", "stain"]

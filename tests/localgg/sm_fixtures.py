@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
-from localgg.stream_manager import StreamManagerServer
 from stream_manager import (
     ExportDefinition,
     KinesisConfig,
@@ -28,6 +27,8 @@ from stream_manager import (
     StreamManagerClient,
 )
 from stream_manager.util import Util
+
+from localgg.stream_manager import StreamManagerServer
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from localgg.runtime import read_env_file
 
+from localgg.runtime import read_env_file
 from tests.localgg.lifecycle_fixtures import (
     kill_quietly,
     pid_alive,

@@ -6,9 +6,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from localgg.deploy import DeployError, deploy_component, safe_unzip
 from localgg.recipes import load_built_recipe
-
 from tests.localgg.lifecycle_fixtures import write_built_component
 
 

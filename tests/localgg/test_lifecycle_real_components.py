@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from localgg.runtime import LocalRuntime, RuntimeOptions, read_env_file
 from localgg.supervisor import RestartPolicy, State
-
 from tests.localgg.lifecycle_fixtures import wait_for
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from localgg.runtime import LocalRuntime, RootBusyError, RuntimeOptions
 from localgg.supervisor import RestartPolicy, State
-
 from tests.localgg.lifecycle_fixtures import (
     PYTHON,
     kill_quietly,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from localgg.recipes import (
     RecipeError,
     discover,
@@ -13,7 +14,6 @@ from localgg.recipes import (
     platform_matches,
     start_order,
 )
-
 from tests.localgg.lifecycle_fixtures import write_built_component
 
 X86 = {"os": "linux", "architecture": "amd64"}

@@ -10,7 +10,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from localgg.stream_manager import OFFLINE_FLAG, StreamManagerServer
 from sm_fixtures import (  # noqa: F401  (pytest fixtures are used by name)
     all_statuses,
     connect,
@@ -33,6 +32,8 @@ from stream_manager import (
     StatusLevel,
     UpdateNotAllowedException,
 )
+
+from localgg.stream_manager import OFFLINE_FLAG, StreamManagerServer
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-from localgg.stream_manager import StreamManagerServer
 from sm_fixtures import (  # noqa: F401  (pytest fixtures are used by name)
     connect,
     plain_stream,
@@ -26,6 +25,8 @@ from stream_manager import (
     StrategyOnFull,
     StreamManagerClient,
 )
+
+from localgg.stream_manager import StreamManagerServer
 
 pytestmark = pytest.mark.timeout(60)
 

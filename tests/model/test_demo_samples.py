@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from vqitools.model.evaluate import box_iou, load_model, postprocess, preprocess
 
 COMPONENT = Path(__file__).resolve().parents[2] / "components" / "model"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from vqitools.model.export import build_metadata, sha256_file
 
 

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from vqitools.model.package import BEGIN, END, package
 
 COMPONENT = Path(__file__).resolve().parents[2] / "components" / "model"

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from vqitools.model.quantize import head_decode_nodes, quantize
 from vqitools.model.synth import generate_dataset
 
@@ -40,6 +41,7 @@ def test_guard_refuses_and_writes_nothing(data: Path, tmp_path: Path) -> None:
 @pytest.mark.timeout(180)
 def test_accepted_model_is_qdq_smaller_and_verified(data: Path, tmp_path: Path) -> None:
     import onnx
+
     from vqitools.model.package import _verifier
 
     out = tmp_path / "int8"

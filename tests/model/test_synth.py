@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+
 from vqitools.model.synth import SynthConfig, generate_dataset, render, write_samples
 
 
