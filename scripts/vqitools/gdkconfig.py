@@ -40,27 +40,27 @@ def render(config: Dict[str, Any]) -> str:
     return json.dumps(config, indent=2) + "\n"
 
 
-def drift(root_config: Path = ROOT_CONFIG, components_dir: Path = COMPONENTS_DIR) -> List[str]:
-    """Components whose gdk-config.json differs from what the root settings imply."""
+def _differing(root_config: Path, components_dir: Path) -> Dict[Path, str]:
+    """gdk-config.json files that differ from the root settings, with the text they should have."""
     root = json.loads(root_config.read_text(encoding="utf-8"))
-    drifted = []
+    differing = {}
     for folder in component_dirs(components_dir):
         name = load_recipe(find_recipe(folder))["ComponentName"]
         path = folder / "gdk-config.json"
         wanted = render(expected_config(root, name))
         if not path.is_file() or path.read_text(encoding="utf-8") != wanted:
-            drifted.append(folder.name)
-    return drifted
+            differing[path] = wanted
+    return differing
+
+
+def drift(root_config: Path = ROOT_CONFIG, components_dir: Path = COMPONENTS_DIR) -> List[str]:
+    """Components whose gdk-config.json differs from what the root settings imply."""
+    return [path.parent.name for path in _differing(root_config, components_dir)]
 
 
 def sync(root_config: Path = ROOT_CONFIG, components_dir: Path = COMPONENTS_DIR) -> List[str]:
-    root = json.loads(root_config.read_text(encoding="utf-8"))
     written = []
-    for folder in component_dirs(components_dir):
-        name = load_recipe(find_recipe(folder))["ComponentName"]
-        path = folder / "gdk-config.json"
-        wanted = render(expected_config(root, name))
-        if not path.is_file() or path.read_text(encoding="utf-8") != wanted:
-            path.write_text(wanted, encoding="utf-8")
-            written.append(folder.name)
+    for path, wanted in _differing(root_config, components_dir).items():
+        path.write_text(wanted, encoding="utf-8")
+        written.append(path.parent.name)
     return written

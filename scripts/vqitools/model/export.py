@@ -9,7 +9,6 @@ component decodes). model.json is derived from the ONNX graph itself, so the two
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import shutil
 import tempfile
@@ -17,19 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from vqitools.build import sha256_file
 from vqitools.model.offline import make_offline
 
 SCHEMA_VERSION = 1
 MODEL_NAME = "vqi-scratch-yolo"
 DEFAULT_THRESHOLDS = {"confidence": 0.25, "iou": 0.45, "max_detections": 100, "per_class": {}}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def graph_io(onnx_path: Path) -> dict:
