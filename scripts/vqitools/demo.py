@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -131,6 +132,46 @@ def expected_verdicts(samples: Path) -> Dict[str, str]:
     return {name: ("DEFECT" if b else "OK") for name, b in boxes.items()}
 
 
+def settled_count(done: int, archived: int, images: List[Path]) -> bool:
+    return done >= len(images) and archived >= len(images)
+
+
+def finish(root: Path, samples: Path, results: List[Dict[str, Any]], wall: float,
+           expected_count: int) -> bool:
+    """Print the summary table, write results.jsonl and the HTML report; True when all is well."""
+    time.sleep(1.0)  # let the last S3 export tasks land before counting them
+    export = exported(root)
+    print(summary_table(results, wall, export), flush=True)
+    expected = expected_verdicts(samples)
+    by_name = {original_name(r["path"]): r["verdict"] for r in results}
+    if expected:
+        matched = sum(by_name.get(name) == verdict for name, verdict in expected.items())
+        print(f"expected verdicts matched: {matched}/{len(expected)}")
+    done_dir = root / "images" / "done"
+
+    def find_image(result: Dict[str, Any]) -> Optional[Path]:
+        """The image in done/, else the uploader's copy in the local bucket."""
+        name = Path(str(result.get("path", ""))).name
+        hits = [p for p in files_in(done_dir) if p.name == name]
+        hits += [p for p in files_in(root / "cloud" / "s3")
+                 if p.stem == result["image_id"] and p.suffix.lower() in IMAGE_SUFFIXES]
+        return hits[0] if hits else None
+
+    (root / "report").mkdir(parents=True, exist_ok=True)
+    with open(root / "report" / "results.jsonl", "w", encoding="utf-8") as out:
+        for result in sorted(results, key=lambda r: r["image_id"]):
+            out.write(json.dumps(result, separators=(",", ":")) + "\n")
+    report = write_report(results, root / "report", find_image,
+                          model_dir=REPO_ROOT / "components" / "model",
+                          wall_seconds=wall, exported=export,
+                          title="Scratch inspection - local run")
+    print(f"report: {report}", flush=True)
+    failed = files_in(root / "images" / "failed")
+    if failed:
+        print(f"run-local: {len(failed)} file(s) in failed/: {[p.name for p in failed]}")
+    return len(results) >= expected_count and not failed
+
+
 def run_demo(
     root: Path,
     samples: Path = SAMPLES,
@@ -151,15 +192,12 @@ def run_demo(
     options = RuntimeOptions(root=root, components_dir=REPO_ROOT / "components",
                              overrides=demo_overrides(root, site_file))
     runtime = LocalRuntime(options)
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print(f"run-local: root {root} (logs in {root / 'logs'})", flush=True)
     print("run-local: installing and starting components "
           "(the first run builds their virtual environments; minutes)", flush=True)
-    runtime.start()
     client = None
     try:
+        runtime.start()  # Ctrl-C until the components settle: KeyboardInterrupt, then stop
         states = runtime.wait_settled(install_timeout)
         for name, state in sorted(states.items()):
             print(f"  {name:<30} {state}", flush=True)
@@ -170,6 +208,9 @@ def run_demo(
                 tail = log.read_text(errors="replace").splitlines()[-15:] if log.is_file() else []
                 print(f"run-local: {name} is {bad[name]}; last log lines:\n  " + "\n  ".join(tail))
             return 1
+        stop = threading.Event()
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         observed = Observed()
         client = observe(runtime, observed)
         print(f"run-local: dropping {len(images)} sample images into {root / 'inbox'}", flush=True)
@@ -177,57 +218,40 @@ def run_demo(
         drop_like_a_camera(images, root / "inbox")
         deadline = started + result_timeout
         last_progress = None
+        summarised, ok, shown = False, False, set()
         while not stop.is_set():
             with observed.lock:
                 done, archived = len(observed.results), len(observed.archived)
-            if (done, archived) != last_progress:
-                print(f"\r  results {done}/{len(images)}  archived {archived}/{len(images)}",
-                      end="", flush=True)
+                fresh = [r for i, r in observed.results.items() if i not in shown]
+            if summarised:  # --watch: one line per new image from the camera
+                for result in fresh:
+                    shown.add(result["image_id"])
+                    print(f"  {result['verdict']:<7} {original_name(result['path'])}", flush=True)
+            elif (done, archived) != last_progress:
+                line = f"  results {done}/{len(images)}  archived {archived}/{len(images)}"
+                if sys.stdout.isatty():  # one line that counts up; a log gets every step
+                    print("\r" + line, end="\n" if settled_count(done, archived, images) else "",
+                          flush=True)
+                else:
+                    print(line, flush=True)
                 last_progress = (done, archived)
             pending = files_in(root / "inbox") + files_in(root / "images" / "processing")
             settled = done >= len(images) and archived >= len(images) and not pending
-            if settled and not watch:
-                break
-            if time.monotonic() > deadline and not watch:
-                print("\nrun-local: timed out waiting for results; see the logs", flush=True)
-                break
+            timed_out = time.monotonic() > deadline
+            if not summarised and (settled or timed_out):
+                if timed_out and not settled:
+                    print("run-local: timed out waiting for results; see the logs", flush=True)
+                with observed.lock:
+                    results = list(observed.results.values())
+                    shown.update(observed.results)
+                ok = finish(root, samples, results, time.monotonic() - started, len(images))
+                ok = ok and settled
+                summarised = True
+                if not watch:
+                    break
+                print(f"run-local: watching {root / 'inbox'} (Ctrl-C to stop)", flush=True)
             observed.changed.wait(0.5)
             observed.changed.clear()
-        print(flush=True)
-        with observed.lock:
-            results = list(observed.results.values())
-            wall = max((time.monotonic() - started), 1e-6)
-        time.sleep(1.0)  # let the last S3 export tasks land before counting them
-        export = exported(root)
-        print(summary_table(results, wall, export), flush=True)
-        expected = expected_verdicts(samples)
-        by_name = {original_name(r["path"]): r["verdict"] for r in results}
-        if expected:
-            matched = sum(by_name.get(name) == verdict for name, verdict in expected.items())
-            print(f"expected verdicts matched: {matched}/{len(expected)}")
-        done_dir = root / "images" / "done"
-
-        def find_image(result: Dict[str, Any]) -> Optional[Path]:
-            """The image in done/, else the uploader's copy in the local bucket."""
-            name = Path(str(result.get("path", ""))).name
-            hits = [p for p in files_in(done_dir) if p.name == name]
-            hits += [p for p in files_in(root / "cloud" / "s3")
-                     if p.stem == result["image_id"] and p.suffix.lower() in IMAGE_SUFFIXES]
-            return hits[0] if hits else None
-
-        (root / "report").mkdir(parents=True, exist_ok=True)
-        with open(root / "report" / "results.jsonl", "w", encoding="utf-8") as out:
-            for result in sorted(results, key=lambda r: r["image_id"]):
-                out.write(json.dumps(result, separators=(",", ":")) + "\n")
-        report = write_report(results, root / "report", find_image,
-                              model_dir=REPO_ROOT / "components" / "model",
-                              wall_seconds=wall, exported=export,
-                              title="Scratch inspection - local run")
-        print(f"report: {report}")
-        failed = files_in(root / "images" / "failed")
-        ok = len(results) == len(images) and not failed
-        if failed:
-            print(f"run-local: {len(failed)} file(s) in failed/: {[p.name for p in failed]}")
         return 0 if ok else 1
     finally:
         if client is not None:
