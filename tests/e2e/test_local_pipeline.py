@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jsonschema
@@ -95,3 +96,56 @@ def test_the_report_embeds_an_annotated_image_per_defect(run):
     defects = sum(v == "DEFECT" for v in expected().values())
     assert page.count("<img src='data:image/png;base64,") == defects
     assert len(list((root / "report/thumbnails").glob("*.png"))) == defects
+
+
+def wait_for(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return condition()
+
+
+@pytest.mark.timeout(1200)
+def test_bad_files_go_to_failed_or_quarantine_with_a_reason_and_the_rest_goes_on(run, tmp_path):
+    from localgg.runtime import LocalRuntime, RuntimeOptions
+    from vqitools.demo import Observed, demo_overrides, observe
+
+    root = tmp_path / "root"
+    options = RuntimeOptions(root=root, components_dir=REPO / "components",
+                             overrides=demo_overrides(root, REPO / "scripts/sites/local.yaml"))
+    runtime = LocalRuntime(options)
+    client = None
+    try:
+        runtime.start()
+        states = runtime.wait_settled(900)
+        assert set(states.values()) <= {"RUNNING", "FINISHED"}, states
+        observed = Observed()
+        client = observe(runtime, observed)
+        inbox = root / "inbox"
+        good = (SAMPLES / "good_01.jpg").read_bytes()
+        corrupt = good[:200] + bytes(len(good) - 210) + good[-10:]  # JPEG start and end, no data
+        (inbox / "corrupt.jpg").write_bytes(corrupt)
+        (inbox / "notes.jpg").write_text("not an image")
+        (inbox / "good.jpg").write_bytes(good)
+
+        def files(folder: str) -> list:
+            return sorted(p.name for p in (root / "images" / folder).rglob("*") if p.is_file())
+
+        assert wait_for(lambda: len(files("failed")) == 2 and len(files("quarantine")) == 2
+                        and len(files("done")) == 1, 120), (files("failed"), files("quarantine"))
+        failed_reason = next(p for p in (root / "images/failed").rglob("*.reason.json"))
+        assert "corrupt_image" in failed_reason.read_text()
+        quarantine_reason = next(p for p in (root / "images/quarantine").rglob("*.reason.json"))
+        assert "not an image" in quarantine_reason.read_text()
+        verdicts = {original_name(r["path"]): r["verdict"] for r in observed.results.values()}
+        assert verdicts == {"corrupt.jpg": "ERROR", "good.jpg": "OK"}
+        assert not [p for p in inbox.rglob("*") if p.is_file()]
+        kinesis = root / "cloud/kinesis.jsonl"
+        assert wait_for(lambda: kinesis.is_file() and len(kinesis.read_text().splitlines()) == 2,
+                        30), "every result, errors included, goes to Kinesis"
+    finally:
+        if client is not None:
+            client.close()
+        runtime.stop()
