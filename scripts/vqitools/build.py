@@ -191,6 +191,9 @@ def build_component(
     as GDK does, so it can never be published by mistake).
     """
     component_dir = component_dir.resolve()
+    final = component_dir / BUILD_DIR
+    if final.exists():  # also the empty skeleton `gdk component build` creates before calling us
+        shutil.rmtree(final)
     name, settings = load_gdk_config(component_dir)
     recipe_path = find_recipe(component_dir)
     recipe = load_recipe(recipe_path)
@@ -200,9 +203,6 @@ def build_component(
             f"gdk-config.json component {name!r}"
         )
     version = str(settings["version"])
-    final = component_dir / BUILD_DIR
-    if final.exists():
-        shutil.rmtree(final)
     staging = Path(tempfile.mkdtemp(prefix=f".{BUILD_DIR}.", dir=component_dir))
     try:
         artifact_dir = staging / "artifacts" / name / version

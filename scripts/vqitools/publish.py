@@ -19,7 +19,11 @@ VERSION_IN_NAME = re.compile(r"-(\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?)\.(?:ya?ml
 
 
 def published_version(component_dir: Path, name: str) -> Optional[str]:
-    """The version GDK published: it writes greengrass-build/recipes/<name>-<version>.<ext>."""
+    """The version GDK published: it writes greengrass-build/recipes/<name>-<version>.<ext>.
+
+    GDK 1.6.2 names that file in ComponentPublishConfiguration with the resolved version and
+    writes it before CreateComponentVersion; callers read it only after publish exited 0.
+    """
     recipes = component_dir / "greengrass-build" / "recipes"
     found = []
     for path in recipes.glob(f"{name}-*"):
