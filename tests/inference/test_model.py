@@ -85,6 +85,12 @@ def test_input_size_must_match(model_copy: Path) -> None:
     ("output__nms_included", True, "NMS inside the graph"),
     ("sha256", "abc", "64-digit hex"),
     ("onnx_file", "../model.onnx", "must be a file name"),
+    ("thresholds__confidence", "high", "thresholds.confidence"),
+    ("thresholds__iou", 1.5, "thresholds.iou"),
+    ("thresholds__per_class", {"scratch": "x"}, "thresholds.per_class"),
+    ("input__letterbox", {"pad_value": "grey"}, "input.letterbox"),
+    ("input__mean", [0, 0], "input.mean"),
+    ("thresholds__max_detections", 0, "thresholds.max_detections"),
 ])
 def test_unsupported_metadata(model_copy: Path, field: str, value: object, message: str) -> None:
     edit_json(model_copy, **{field: value})

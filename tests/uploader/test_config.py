@@ -10,6 +10,8 @@ import yaml
 
 from shared.config import ConfigError
 from vqi_uploader.config import UploaderConfig, load_config
+from vqi_uploader.keys import review_keys
+from vqi_uploader.status import task_payload
 
 RECIPE = os.path.join(os.path.dirname(__file__), "..", "..", "components", "uploader",
                       "recipe.yaml")
@@ -54,6 +56,7 @@ def test_readme_documents_every_key():
     ({"ResultsStreamName": "bad/name"}, "ResultsStreamName"),
     ({"UncertaintyLow": 0.7, "UncertaintyHigh": 0.5}, "UncertaintyLow"),
     ({"ResultsStreamName": "same", "ExportTaskStreamName": "same"}, "stream names"),
+    ({"S3KeyPrefix": "line's/review"}, "S3KeyPrefix"),  # the SDK refuses ' in an S3 key
 ])
 def test_bad_values_are_rejected_by_name(raw, bad):
     with pytest.raises(ConfigError, match=bad):
@@ -70,3 +73,11 @@ def test_recipe_defaults_are_the_code_defaults():
     with open(RECIPE, encoding="utf-8") as fh:
         defaults = yaml.safe_load(fh)["ComponentConfiguration"]["DefaultConfiguration"]
     assert load_config(defaults) == load_config({})
+
+
+def test_every_accepted_key_prefix_gives_keys_the_sdk_accepts():
+    # A prefix the SDK refuses would fail every review result at append time, over and over.
+    cfg = load_config({"S3KeyPrefix": "a!b*c(d)e=f-g_h.i/j", "S3Bucket": "review-bucket"})
+    keys = review_keys(cfg.s3_prefix, "2026-03-07T10:00:00Z", "thing", "DEFECT", "img-1", "x.jpg")
+    for key in (keys.image, keys.labels, keys.result):
+        task_payload({"url": "file:///staging/x", "bucket": cfg.s3_bucket, "key": key})

@@ -72,6 +72,17 @@ def _get(data: Dict[str, Any], path: str, kind: Any, default: Any = ...) -> Any:
     return node
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _unit(value: Any, path: str) -> float:
+    """A threshold from model.json: a number in [0, 1], else ModelError."""
+    if not _is_number(value) or not 0.0 <= value <= 1.0:
+        raise ModelError(f"model.json: {path} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
 def read_spec(model_dir: str) -> ModelSpec:
     """Parse and check model.json in `model_dir` (does not hash or open the ONNX file)."""
     if not model_dir:
@@ -119,11 +130,18 @@ def read_spec(model_dir: str) -> ModelSpec:
     if color not in ("RGB", "BGR"):
         raise ModelError(f"model input color {color!r} is not supported")
     lb = _get(inp, "letterbox", dict, {})
-    letterbox = LetterboxSpec(
-        pad_value=int(lb.get("pad_value", 114)), center=bool(lb.get("center", True)),
-        scaleup=bool(lb.get("scaleup", True)), stride=int(lb.get("stride", 32)),
-        auto=bool(lb.get("auto", False)),
-    )
+    try:
+        letterbox = LetterboxSpec(
+            pad_value=int(lb.get("pad_value", 114)), center=bool(lb.get("center", True)),
+            scaleup=bool(lb.get("scaleup", True)), stride=int(lb.get("stride", 32)),
+            auto=bool(lb.get("auto", False)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"model.json: input.letterbox has a bad value: {exc}") from None
+    for key in ("mean", "std"):
+        values = _get(inp, key, list, [])
+        if values and (len(values) != 3 or not all(_is_number(v) for v in values)):
+            raise ModelError(f"model.json: input.{key} must be 3 numbers, got {values!r}")
     if letterbox.auto:
         raise ModelError("model.json: letterbox.auto=true needs a dynamic input; not supported")
 
@@ -143,6 +161,10 @@ def read_spec(model_dir: str) -> ModelSpec:
     per_class = thr.get("per_class") or {}
     if not isinstance(per_class, dict):
         raise ModelError("model.json: thresholds.per_class must be an object")
+    max_det = thr.get("max_detections", 100)
+    if isinstance(max_det, bool) or not isinstance(max_det, int) or max_det < 1:
+        raise ModelError(f"model.json: thresholds.max_detections must be an integer >= 1, "
+                         f"got {max_det!r}")
     return ModelSpec(
         directory=model_dir,
         name=_get(data, "name", str),
@@ -161,10 +183,10 @@ def read_spec(model_dir: str) -> ModelSpec:
         letterbox=letterbox,
         output_name=_get(out, "name", str, "output0"),
         output_shape=tuple(_get(out, "shape", list, [])),
-        confidence=float(thr.get("confidence", 0.25)),
-        iou=float(thr.get("iou", 0.45)),
-        max_detections=int(thr.get("max_detections", 100)),
-        per_class={str(k): float(v) for k, v in per_class.items()},
+        confidence=_unit(thr.get("confidence", 0.25), "thresholds.confidence"),
+        iou=_unit(thr.get("iou", 0.45), "thresholds.iou"),
+        max_detections=max_det,
+        per_class={str(k): _unit(v, f"thresholds.per_class.{k}") for k, v in per_class.items()},
     )
 
 

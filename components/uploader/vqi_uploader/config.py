@@ -14,7 +14,8 @@ PERSISTENCE = ("File", "Memory")
 _STREAM_NAME = re.compile(r"^[\w ,.\-]{1,255}$")
 _BUCKET_LABEL = re.compile(r"^[a-z0-9]([a-z0-9\-]*[a-z0-9])?$")
 _IP_LIKE = re.compile(r"^(\d+\.)+\d+$")
-_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()/=\-]*$")
+# A subset of what Stream Manager's S3ExportTaskDefinition key check accepts (it refuses ').
+_PREFIX = re.compile(r"^[A-Za-z0-9!_.*()/=\-]*$")
 
 
 def _stream_name(value: str) -> bool:
@@ -64,7 +65,7 @@ class UploaderConfig:
 
     s3_bucket: str = setting("S3Bucket", "", _bucket, "bad bucket name")
     s3_prefix: str = setting("S3KeyPrefix", "vqi/review", lambda v: bool(_PREFIX.match(v)),
-                             "letters, digits and !_.*'()/=- only")
+                             "letters, digits and !_.*()/=- only")
     export_stream: str = setting("ExportTaskStreamName", "vqi-review-export-tasks", _stream_name,
                                  "bad name")
     status_stream: str = setting("ExportStatusStreamName", "vqi-review-export-status",
