@@ -256,7 +256,7 @@ def start_order(
         if marks.get(name) == "done":
             return
         if marks.get(name) == "active":
-            cycle = path[path.index(name):] + [name]
+            cycle = path[path.index(name):]  # path already ends with name
             raise RecipeError("dependency cycle: " + " -> ".join(cycle))
         marks[name] = "active"
         for dep in sorted(d.name for d in by_name[name].dependencies):

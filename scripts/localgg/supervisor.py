@@ -158,6 +158,14 @@ def _kill_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
     proc.wait()
 
 
+def _kill_leftovers(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL what a failed step left in its process group, so a retry never runs beside it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def marked_processes(key: str, value: str) -> list[int]:
     """Processes of this user whose environment holds KEY=VALUE (Linux /proc)."""
     wanted = f"{key}={value}".encode()
@@ -354,6 +362,8 @@ class Supervisor:
             self._logs[name].write("ERROR", step_name, f"timed out after {timeout:g}s")
             return False, f"{step_name} timed out after {timeout:g}s"
         self._logs[name].write("INFO" if code == 0 else "ERROR", step_name, f"exited with {code}")
+        if code != 0:
+            _kill_leftovers(proc)
         return code == 0, f"{step_name} exited with code {code}"
 
     def _record_error(self, name: str, reason: str) -> bool:
@@ -437,6 +447,8 @@ class Supervisor:
                 code, reason = -1, f"Run timed out after {spec.run.timeout:g}s"
             if self._stopped():
                 return
+            if code != 0:
+                _kill_leftovers(proc)
             self._logs[name].write("INFO" if code == 0 else "ERROR", "Run", reason)
             if code == 0:
                 self._set(name, State.FINISHED, pid=None, message="Run exited with code 0")

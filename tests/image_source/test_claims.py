@@ -116,6 +116,17 @@ def test_non_ascii_and_undecodable_names_become_valid_utf8_paths(work: Path) -> 
     assert Path(b.path).read_bytes() == jpeg_bytes(seed=9)
 
 
+def test_an_image_with_the_longest_name_can_fail_with_its_reason(work: Path) -> None:
+    layout = make_layout(work)
+    store = ClaimStore(layout)
+    name = "検査" * 40 + ".jpg"  # 244 bytes, a legal name; kept as 200 bytes when claimed
+    claim = store.claim(str(write_file(Path(layout.inbox) / name, jpeg_bytes())), name, "c")
+    failed = store.complete(claim, FAILED, {"reason": "decode failed"})
+    assert failed is not None and Path(failed).exists()
+    assert json.loads(Path(failed + REASON_SUFFIX).read_text())["reason"] == "decode failed"
+    assert os.listdir(layout.processing) == []
+
+
 def test_claiming_a_vanished_file_fails_cleanly(work: Path) -> None:
     layout = make_layout(work)
     with pytest.raises(ClaimError):

@@ -149,3 +149,29 @@ def test_a_path_that_resolves_outside_the_inbox_is_never_taken(work: Path,
     assert intake.pop_ready(1.0) is None and outside.exists()
     (outside.parent / "link.jpg").symlink_to(outside)  # a link out there is not ours either
     assert intake.observe(str(Path(intake.inbox) / "cam" / "link.jpg"), False, 1.0) is None
+
+
+def test_a_pending_file_whose_folder_became_a_file_is_dropped(work: Path) -> None:
+    intake = intake_for(work)
+    path = write_file(Path(intake.inbox) / "cam" / "a.jpg", jpeg_bytes()[:500])
+    intake.observe(str(path), closed=False, now=1.0)
+    path.unlink()
+    path.parent.rmdir()
+    path.parent.write_bytes(b"cam is a file now")
+    assert intake.evaluate(1.0 + S, time.time()) == []
+    assert intake.pending == 0
+
+
+def test_a_pending_file_whose_folder_now_resolves_outside_is_not_quarantined(
+        work: Path, tmp_path: Path) -> None:
+    # Without inotify (rescans only) a swapped-in folder link can live for seconds: the file
+    # found through it belongs to someone else and must not be moved to quarantine.
+    intake = intake_for(work)
+    inbox = Path(intake.inbox)
+    path = write_file(inbox / "cam" / "notes.jpg", b"not finished yet")
+    intake.observe(str(path), closed=False, now=1.0)
+    outside = write_file(tmp_path / "elsewhere" / "notes.jpg", b"someone else's notes")
+    os.rename(inbox / "cam", tmp_path / "old-cam")
+    (inbox / "cam").symlink_to(outside.parent)
+    assert intake.evaluate(1.0 + S, time.time() + S) == []
+    assert not intake.tracked(str(path))

@@ -132,6 +132,24 @@ def test_crashing_component_is_restarted_with_backoff_then_broken(start, compone
 
 
 @pytest.mark.timeout(60)
+def test_a_crashed_runs_leftover_processes_are_killed_before_the_restart(start, components,
+                                                                        tmp_path) -> None:
+    pids = tmp_path / "pids"
+    write_built_component(components, "t.Forks", {
+        "Run": f"sleep 60 & echo $! >> {pids}; exit 3"})  # a worker outlives its crashed parent
+    runtime = start()
+    wait_state(runtime, "t.Forks", State.BROKEN)
+    children = [int(p) for p in pids.read_text().split()]
+    try:
+        assert len(children) == 3
+        assert wait_for(lambda: not any(pid_alive(p) for p in children), 5), \
+            "a crashed Run's worker kept running beside its restarted instance"
+    finally:
+        for pid in children:
+            kill_quietly(pid)
+
+
+@pytest.mark.timeout(60)
 def test_component_that_recovers_keeps_running(start, components, tmp_path) -> None:
     counter = tmp_path / "count"
     write_built_component(components, "t.Flaky", {

@@ -22,8 +22,9 @@ def fsync_dir(path: str) -> None:
 
 def write_json(path: str, data: Any, sync: bool = True) -> None:
     """Atomically replace path with JSON (temp file, fsync, rename): old or new, never partial."""
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
+    folder = os.path.dirname(path)
+    # Not named after path: a name near NAME_MAX (255 bytes) would make the temp name too long.
+    tmp = os.path.join(folder, f".{secrets.token_hex(8)}.tmp")
     body = json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:

@@ -166,7 +166,7 @@ class Intake:
         for path, c in list(self._pending.items()):
             try:
                 st = os.lstat(path)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 del self._pending[path]
                 continue
             if not stat.S_ISREG(st.st_mode):
@@ -186,7 +186,7 @@ class Intake:
             if decision.verdict == READY:
                 self._ready[path] = c
                 heapq.heappush(self._heap, (c.mtime_ns, next(self._seq), path))
-            else:
+            elif self._inside(path):  # a folder swapped for a link since observe: not ours
                 rejected.append((path, decision))
         return rejected
 
@@ -199,7 +199,7 @@ class Intake:
                 continue
             try:
                 st = os.lstat(path)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 continue
             if (st.st_size, st.st_mtime_ns, st.st_ino) != (c.size, c.mtime_ns, c.ino) \
                     or not stat.S_ISREG(st.st_mode):
