@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,12 @@ def test_failed_connects_do_not_leak_event_loop_threads(monkeypatch: pytest.Monk
     for _ in range(20):
         with pytest.raises(ConnectionError):
             new_client(3, "test")
-    assert threading.active_count() <= before + 1
+    # A leak leaves one event-loop thread per failed connect (20). Other tests' threads may still
+    # be winding down, so allow a few and give exiting threads a moment.
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before + 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert threading.active_count() <= before + 5
 
 
 @pytest.mark.timeout(60)
