@@ -245,7 +245,7 @@ def test_new_camera_subfolders_are_watched(work: Path) -> None:
     write_file(inbox / "cam-9" / "2026" / "x.jpg", jpeg_bytes())
     started = time.monotonic()
     run_until(service, lambda: bool(publish.events()))
-    assert time.monotonic() - started < 2.0  # an event, not the 30 s rescan
+    assert time.monotonic() - started < 10.0  # an inotify event, not the 30 s rescan
     assert publish.events()[0]["camera_id"] == "cam-9"
     service.close()
 

@@ -98,7 +98,7 @@ def test_read_without_enough_messages_and_no_timeout_fails_at_once(sm_client):
     start = time.monotonic()
     with pytest.raises(NotEnoughMessagesException):
         read(sm_client, "results", min_count=2, max_count=5)
-    assert time.monotonic() - start < 1
+    assert time.monotonic() - start < 3  # not a wait: the client's request timeout is far longer
 
 
 def test_read_with_timeout_gives_up_after_the_timeout(sm_client):
@@ -121,7 +121,7 @@ def test_blocked_read_returns_when_enough_messages_arrive_on_the_same_client(sm_
         sm_client.append_message("results", b"m%d" % i)
     reader.join(10)
     assert result == [0, 1, 2]
-    assert time.monotonic() - start < 2
+    assert time.monotonic() - start < 5  # the appends woke the read well before its 10 s timeout
 
 
 def test_reject_new_data_refuses_appends_once_full(sm_client):
