@@ -78,6 +78,21 @@ def observe(runtime: Any, observed: Observed) -> Any:
     return client
 
 
+def wait_reported_running(runtime: Any, names: List[str], timeout: float = 120.0) -> List[str]:
+    """Wait until each component has told the nucleus it is RUNNING (its set-up is done).
+
+    The lifecycle's RUNNING only means the process started; the component's own UpdateState
+    comes after it prepared its folders and subscriptions. Returns the names still not running.
+    """
+    deadline = time.monotonic() + timeout
+    waiting = list(names)
+    while waiting and time.monotonic() < deadline:
+        waiting = [n for n in waiting if runtime.ipc.component_state(n) != "RUNNING"]
+        if waiting:
+            time.sleep(0.1)
+    return waiting
+
+
 def drop_like_a_camera(images: List[Path], inbox: Path) -> None:
     inbox.mkdir(parents=True, exist_ok=True)
     for image in images:
@@ -207,6 +222,10 @@ def run_demo(
                 log = root / "logs" / f"{name}.log"
                 tail = log.read_text(errors="replace").splitlines()[-15:] if log.is_file() else []
                 print(f"run-local: {name} is {bad[name]}; last log lines:\n  " + "\n  ".join(tail))
+            return 1
+        not_ready = wait_reported_running(runtime, [IMAGE_SOURCE, INFERENCE, UPLOADER])
+        if not_ready:
+            print(f"run-local: {not_ready} did not report RUNNING; see their logs", flush=True)
             return 1
         stop = threading.Event()
         signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -110,7 +110,15 @@ def wait_for(condition, timeout: float) -> bool:
 @pytest.mark.timeout(1200)
 def test_bad_files_go_to_failed_or_quarantine_with_a_reason_and_the_rest_goes_on(run, tmp_path):
     from localgg.runtime import LocalRuntime, RuntimeOptions
-    from vqitools.demo import Observed, demo_overrides, observe
+    from vqitools.demo import (
+        IMAGE_SOURCE,
+        INFERENCE,
+        UPLOADER,
+        Observed,
+        demo_overrides,
+        observe,
+        wait_reported_running,
+    )
 
     root = tmp_path / "root"
     options = RuntimeOptions(root=root, components_dir=REPO / "components",
@@ -121,6 +129,7 @@ def test_bad_files_go_to_failed_or_quarantine_with_a_reason_and_the_rest_goes_on
         runtime.start()
         states = runtime.wait_settled(900)
         assert set(states.values()) <= {"RUNNING", "FINISHED"}, states
+        assert wait_reported_running(runtime, [IMAGE_SOURCE, INFERENCE, UPLOADER]) == []
         observed = Observed()
         client = observe(runtime, observed)
         inbox = root / "inbox"
