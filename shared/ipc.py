@@ -7,6 +7,7 @@ restarted by the nucleus instead of silently waiting forever.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -112,10 +113,13 @@ class IpcClient:
         self._client.update_state(state="ERRORED")
 
     def close(self) -> None:
+        """Close subscriptions and the connection; never raises, since a component closes on its
+        way out, often because the nucleus connection is already gone."""
         self._closing = True
         for operation in self._operations:
-            try:
+            with contextlib.suppress(Exception):  # already closed by the server side
                 operation.close()
-            except Exception:  # already closed by the server side
-                pass
-        self._client.close()
+        try:
+            self._client.close()
+        except Exception as exc:
+            log.debug("closing the IPC connection: %s", exc)

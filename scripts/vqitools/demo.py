@@ -147,7 +147,8 @@ def expected_verdicts(samples: Path) -> Dict[str, str]:
     return {name: ("DEFECT" if b else "OK") for name, b in boxes.items()}
 
 
-def settled_count(done: int, archived: int, images: List[Path]) -> bool:
+def all_counted(done: int, archived: int, images: List[Path]) -> bool:
+    """Every image has a result and the uploader's archive confirmation."""
     return done >= len(images) and archived >= len(images)
 
 
@@ -249,13 +250,13 @@ def run_demo(
             elif (done, archived) != last_progress:
                 line = f"  results {done}/{len(images)}  archived {archived}/{len(images)}"
                 if sys.stdout.isatty():  # one line that counts up; a log gets every step
-                    print("\r" + line, end="\n" if settled_count(done, archived, images) else "",
+                    print("\r" + line, end="\n" if all_counted(done, archived, images) else "",
                           flush=True)
                 else:
                     print(line, flush=True)
                 last_progress = (done, archived)
             pending = files_in(root / "inbox") + files_in(root / "images" / "processing")
-            settled = done >= len(images) and archived >= len(images) and not pending
+            settled = all_counted(done, archived, images) and not pending
             timed_out = time.monotonic() > deadline
             if not summarised and (settled or timed_out):
                 if timed_out and not settled:

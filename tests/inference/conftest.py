@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Iterator
 
 import cv2
 import numpy as np
@@ -65,3 +65,15 @@ def write_image(path: Path, image: np.ndarray, params: Any = None) -> Path:
     assert ok, path
     path.write_bytes(data.tobytes())
     return path
+
+
+@pytest.fixture()
+def runtime(assert_valid_result: Any) -> Iterator[Any]:
+    """The local IPC server for one test; every result published on it must match the schema."""
+    from localrt import LocalRuntime
+
+    rt = LocalRuntime()
+    yield rt
+    rt.close()
+    for message in rt.collector.on("vqi/results"):
+        assert_valid_result(message)

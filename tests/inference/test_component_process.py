@@ -10,7 +10,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Dict, Iterator, Optional
+from typing import Dict, Optional
 
 import pytest
 from conftest import DEMO_MODEL, ROOT, textured_image, write_image
@@ -65,15 +65,6 @@ class Component:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
-
-
-@pytest.fixture()
-def runtime(assert_valid_result) -> Iterator[LocalRuntime]:
-    rt = LocalRuntime()
-    yield rt
-    rt.close()
-    for message in rt.collector.on(RESULTS):  # every result a test produced matches the schema
-        assert_valid_result(message)
 
 
 def make_mixed(folder: Path, count: int) -> Dict[str, Path]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from conftest import textured_image, write_image
@@ -21,15 +20,6 @@ RESULTS = "vqi/results"
 @pytest.fixture(scope="module")
 def loaded(dev_model_dir: Path) -> M.LoadedModel:
     return M.load(str(dev_model_dir), M.SessionSettings(intra_op_threads=1))
-
-
-@pytest.fixture()
-def runtime(assert_valid_result) -> Iterator[LocalRuntime]:
-    rt = LocalRuntime()
-    yield rt
-    rt.close()
-    for message in rt.collector.on(RESULTS):  # every result a test produced matches the schema
-        assert_valid_result(message)
 
 
 def start_service(rt: LocalRuntime, loaded: M.LoadedModel, **overrides: object) -> Service:

@@ -58,7 +58,7 @@ def main() -> int:
     except (ConfigError, LayoutError, StartError, OSError) as exc:
         log.error("cannot start: %s", exc)
         _quietly(ipc.report_errored)
-        _quietly(ipc.close)
+        ipc.close()
         return 1
     config_changed = threading.Event()
 
@@ -113,7 +113,7 @@ def main() -> int:
             stop.wait(1.0)
     service.publish_metrics()
     service.close()
-    _quietly(ipc.close)
+    ipc.close()
     return code
 
 

@@ -52,10 +52,7 @@ def main() -> int:
     lost = ipc.disconnected.is_set() and not stop.is_set()
     log.info("stopping (%s)", "IPC connection lost" if lost else "signal")
     service.stop()
-    try:
-        ipc.close()
-    except Exception:
-        pass
+    ipc.close()
     return EXIT_IPC_LOST if lost else 0
 
 

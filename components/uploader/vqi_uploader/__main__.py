@@ -43,10 +43,7 @@ def main() -> int:
         if ipc.disconnected.is_set():
             break
     uploader.stop()
-    try:
-        ipc.close()
-    except Exception:  # the nucleus connection may already be gone
-        pass
+    ipc.close()
     if ipc.disconnected.is_set() and not done.is_set():
         log.error("lost the nucleus connection; exiting so the nucleus restarts the component")
         return 1
