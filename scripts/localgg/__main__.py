@@ -42,17 +42,20 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--thing-name", default="local-thing", help="{iot:thingName}")
         p.add_argument("--region", default="us-east-1", help="AWS_REGION given to components")
         p.add_argument("--config-overrides", type=Path,
-                       help='JSON {"<component>": {"merge": {...}, "reset": ["/Key"]}}')
+                       help='a deployment: JSON {"<component>": {"merge": {...}, "reset": '
+                            '["/Key"]}} applied to the configuration the root holds')
         p.add_argument("--only", nargs="+", metavar="NAME",
                        help="only these components (and what they depend on)")
         p.add_argument("--venv-cache", type=Path,
                        help="VQI_VENV_CACHE for Install steps (default ~/.cache/vqi/venvs)")
-        p.add_argument("--stream-manager-port", type=int, default=0,
-                       help="Stream Manager TCP port (default: a free port)")
+        p.add_argument("--stream-manager-port", type=int, default=None,
+                       help="set aws.greengrass.StreamManager's STREAM_MANAGER_SERVER_PORT "
+                            "(0: a free port; default: its deployed configuration, 8088)")
         p.add_argument("--max-errors", type=int, default=3,
                        help="errors before a component is BROKEN (default 3)")
-        p.add_argument("--backoff", type=float, default=1.0,
-                       help="first restart delay in seconds, doubled per error (default 1)")
+        p.add_argument("--backoff", type=float, default=0.0,
+                       help="first restart delay in seconds, doubled per error (default 0: "
+                            "at once, as the nucleus)")
     status = sub.add_parser("status", help="print DIR/status.json as a table")
     status.add_argument("--root", type=Path, default=Path(".local-gg"))
     return parser
@@ -117,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         while not stop.wait(1.0):
             runtime.write_status()
+            runtime.save_configuration()
     finally:
         print("localgg: stopping", file=sys.stderr, flush=True)
         runtime.stop()

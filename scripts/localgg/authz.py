@@ -5,6 +5,8 @@
 ``aws.greengrass#PublishToTopic`` or ``*``) and ``resources`` (topic patterns, see
 ``topics.resource_matches``). A call is allowed when any policy of that service lists the
 operation (or ``*``) and any of its resources matches the requested topic. No policy, no access.
+Resources are matched with the lookup style the nucleus uses for that service: STANDARD for local
+pub/sub (only ``*``), MQTT_STYLE for IoT Core (``+``, ``#`` and ``*``); see ``topics``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from localgg.topics import resource_matches
+from localgg.topics import MQTT_STYLE, STANDARD, resource_matches
 
 PUBSUB_SERVICE = "aws.greengrass.ipc.pubsub"
 MQTT_PROXY_SERVICE = "aws.greengrass.ipc.mqttproxy"
@@ -21,6 +23,8 @@ PUBLISH_TO_TOPIC = "aws.greengrass#PublishToTopic"
 SUBSCRIBE_TO_TOPIC = "aws.greengrass#SubscribeToTopic"
 PUBLISH_TO_IOT_CORE = "aws.greengrass#PublishToIoTCore"
 SUBSCRIBE_TO_IOT_CORE = "aws.greengrass#SubscribeToIoTCore"
+# PubSubIPCEventStreamAgent asks for STANDARD, MqttProxyIPCAgent for MQTT_STYLE.
+LOOKUP_STYLE = {PUBSUB_SERVICE: STANDARD, MQTT_PROXY_SERVICE: MQTT_STYLE}
 
 
 class PolicyError(ValueError):
@@ -35,10 +39,10 @@ class Policy:
     operations: frozenset[str]
     resources: tuple[str, ...]
 
-    def allows(self, operation: str, resource: str) -> bool:
+    def allows(self, operation: str, resource: str, style: str) -> bool:
         if operation not in self.operations and "*" not in self.operations:
             return False
-        return any(resource_matches(pattern, resource) for pattern in self.resources)
+        return any(resource_matches(pattern, resource, style) for pattern in self.resources)
 
 
 def _string_list(value: object, where: str) -> tuple[str, ...]:
@@ -86,7 +90,9 @@ class Authorizer:
         key = (service, operation, resource)
         cached = self._cache.get(key)
         if cached is None:
-            cached = any(p.allows(operation, resource) for p in self._policies.get(service, ()))
+            style = LOOKUP_STYLE.get(service, STANDARD)
+            cached = any(p.allows(operation, resource, style)
+                         for p in self._policies.get(service, ()))
             if len(self._cache) < 10000:
                 self._cache[key] = cached
         return cached

@@ -2,7 +2,9 @@
 
 Layout (same as /greengrass/v2): `packages/artifacts/<name>/<version>/<file>`,
 `packages/artifacts-unarchived/<name>/<version>/<zip stem>/...` for `Unarchive: ZIP`, and
-`work/<name>/` (kept across runs, like the nucleus keeps it across deployments).
+`work/<name>/` (kept across runs, like the nucleus keeps it across deployments). Modes and owners
+follow the nucleus (see `users`): artifact files get their `Permission`'s mode, not the zip's,
+and with a component user they and the 0700 work folder belong to that user.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path, PurePosixPath
 
 from localgg.interpolate import ComponentPaths
 from localgg.recipes import ArtifactSpec, ComponentRecipe
+from localgg.supervisor import RunAs
+from localgg.users import artifact_mode, chown_tree, is_root, set_artifact_modes
 
 
 class DeployError(Exception):
@@ -60,7 +64,7 @@ def _safe_member_path(dest: Path, info: zipfile.ZipInfo) -> Path:
     return target
 
 
-def safe_unzip(zip_path: Path, dest: Path, execute: str = "NONE") -> None:
+def safe_unzip(zip_path: Path, dest: Path) -> None:
     """Unpack `zip_path` into `dest`; every entry is checked before anything is written."""
     try:
         archive = zipfile.ZipFile(zip_path)
@@ -76,17 +80,11 @@ def safe_unzip(zip_path: Path, dest: Path, execute: str = "NONE") -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             with archive.open(info) as src, target.open("wb") as out:
                 shutil.copyfileobj(src, out)
-            mode = (info.external_attr >> 16) & 0o777
-            mode = (mode or 0o644) | 0o600
-            if execute == "OWNER":
-                mode |= 0o100
-            elif execute == "ALL":
-                mode |= 0o111
-            os.chmod(target, mode)
 
 
-def deploy_component(root: Path, recipe: ComponentRecipe) -> ComponentPaths:
-    """Copy (fresh) and unpack the component's artifacts; create its work directory."""
+def deploy_component(root: Path, recipe: ComponentRecipe,
+                     run_as: RunAs | None = None) -> ComponentPaths:
+    """Copy (fresh) and unpack the component's artifacts; create its 0700 work directory."""
     paths = component_paths(root, recipe.name, recipe.version)
     sources = []
     for spec in recipe.artifacts:
@@ -101,13 +99,25 @@ def deploy_component(root: Path, recipe: ComponentRecipe) -> ComponentPaths:
     for directory in (paths.artifacts, paths.decompressed):
         if directory.exists():
             shutil.rmtree(directory)
-        directory.mkdir(parents=True)
+        directory.mkdir(parents=True, mode=0o755)
+        for folder in (directory, *directory.parents):
+            if folder == root:
+                break
+            os.chmod(folder, 0o755)
     paths.work.mkdir(parents=True, exist_ok=True)
+    os.chmod(paths.work, 0o700)
+    superuser = is_root()
     for spec, source in sources:
         target = paths.artifacts / spec.file_name
         shutil.copyfile(source, target)
-        mode = 0o644 | (0o100 if spec.execute == "OWNER" else 0o111 if spec.execute == "ALL" else 0)
-        os.chmod(target, mode)
+        mode = artifact_mode(spec.read, spec.execute, superuser)
         if spec.unarchive == "ZIP":
-            safe_unzip(target, paths.decompressed / Path(spec.file_name).stem, spec.execute)
+            unpacked = paths.decompressed / Path(spec.file_name).stem
+            safe_unzip(target, unpacked)
+            set_artifact_modes(unpacked, mode)
+        os.chmod(target, mode)
+    if run_as is not None:
+        chown_tree(paths.artifacts, run_as, include_root=False)
+        chown_tree(paths.decompressed, run_as, include_root=False)
+        chown_tree(paths.work, run_as)
     return paths

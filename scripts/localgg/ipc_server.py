@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hmac
 import json
 import logging
 import os
@@ -396,6 +397,8 @@ class IpcServer:
         self._thread: threading.Thread | None = None
         self._aserver: asyncio.AbstractServer | None = None
         self._cloud_log: Any = None
+        #: called with (component, state) for each UpdateState; the lifecycle decides what it means
+        self.on_update_state: Callable[[str, str], object] | None = None
         self._handlers: dict[str, Callable[[_Connection, int, dict[str, Any]], None]] = {
             GG + "PublishToTopic": self._publish_to_topic,
             GG + "SubscribeToTopic": self._subscribe_to_topic,
@@ -437,6 +440,12 @@ class IpcServer:
         return {SOCKET_ENV: str(self._socket_path.absolute()), SVCUID_ENV: svcuid,
                 "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH": str(self._socket_path.absolute()),
                 "AWS_IOT_THING_NAME": self.thing_name}
+
+    def is_component_token(self, token: str) -> bool:
+        """Whether `token` is some component's SVCUID (what Stream Manager accepts)."""
+        with self._lock:
+            return any(hmac.compare_digest(token.encode(), known.encode())
+                       for known in self._tokens)
 
     def component_state(self, name: str) -> str | None:
         """The last state the component reported with UpdateState (RUNNING / ERRORED)."""
@@ -800,4 +809,7 @@ class IpcServer:
             component = self._components.get(conn.component or "")
             if component is not None:
                 component.state = state
+        callback = self.on_update_state
+        if callback is not None and conn.component:
+            callback(conn.component, state)
         conn.respond(sid, GG + "UpdateStateResponse", b"{}")

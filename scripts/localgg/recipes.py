@@ -44,6 +44,7 @@ class ArtifactSpec:
     file_name: str
     unarchive: str = "NONE"
     execute: str = "NONE"  # Permission.Execute: NONE | OWNER | ALL
+    read: str = "OWNER"  # Permission.Read: NONE | OWNER | ALL
     digest: str | None = None
     algorithm: str | None = None
 
@@ -125,6 +126,7 @@ def _parse_artifact(component: str, raw: Any) -> ArtifactSpec:
         file_name=_artifact_file_name(uri),
         unarchive=unarchive,
         execute=str(permission.get("Execute", "NONE")).upper(),
+        read=str(permission.get("Read", "OWNER")).upper(),
         digest=raw.get("Digest"),
         algorithm=raw.get("Algorithm"),
     )

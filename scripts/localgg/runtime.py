@@ -19,6 +19,7 @@ import copy
 import fcntl
 import json
 import os
+import pwd
 import shlex
 import sys
 import tempfile
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from localgg.builtins import BUILTIN_DEFAULTS, NUCLEUS, STREAM_MANAGER, parse_port, truthy
 from localgg.deploy import deploy_component
 from localgg.interpolate import ComponentPaths, InterpolationContext, interpolate, interpolate_tree
 from localgg.recipes import ComponentRecipe, RecipeError, discover, start_order
@@ -34,13 +36,16 @@ from localgg.supervisor import (
     ComponentSpec,
     ComponentStatus,
     RestartPolicy,
+    RunAs,
     Step,
     Supervisor,
     kill_marked,
     utc_stamp,
 )
+from localgg.users import check_reachable, ensure_run_as, is_root
 
-DEFAULT_VENV_CACHE = Path("~/.cache/vqi/venvs")
+SVCUID_ENV = "SVCUID"
+
 # Set in every component process (not in env files): finds processes left by a runtime that died.
 ROOT_MARKER = "LOCALGG_ROOT"
 _MAX_SOCKET_PATH = 100
@@ -63,7 +68,7 @@ class RuntimeOptions:
     overrides: dict[str, Any] = field(default_factory=dict)
     only: list[str] | None = None
     venv_cache: Path | None = None
-    stream_manager_port: int = 0
+    stream_manager_port: int | None = None  # set Stream Manager's port (0: a free one)
     policy: RestartPolicy = field(default_factory=RestartPolicy)
 
 
@@ -79,6 +84,18 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def fill_defaults(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Recipe defaults under what the device holds: the nucleus merges them with timestamp 1,
+    so they only fill keys that are absent (KernelConfigResolver.resolveConfigurationToApply)."""
+    result = copy.deepcopy(config)
+    for key, value in defaults.items():
+        if key not in result:
+            result[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(result[key], dict):
+            result[key] = fill_defaults(result[key], value)
+    return result
+
+
 def _pointer_tokens(pointer: str) -> list[str]:
     if pointer == "":
         return []
@@ -87,38 +104,31 @@ def _pointer_tokens(pointer: str) -> list[str]:
     return [t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/")]
 
 
-def _reset(config: dict[str, Any], defaults: dict[str, Any], pointer: str) -> dict[str, Any]:
-    """Set the value at `pointer` back to its default (removing it when it has none)."""
+def _remove(config: dict[str, Any], pointer: str) -> dict[str, Any]:
+    """Remove the key at `pointer` ("" removes everything); the defaults then fill it again."""
     tokens = _pointer_tokens(pointer)
     if not tokens:
-        return copy.deepcopy(defaults)
+        return {}
     result = copy.deepcopy(config)
-    node, default = result, defaults
+    node: Any = result
     for token in tokens[:-1]:
-        if not isinstance(node.get(token), dict):
-            return result
-        node = node[token]
-        default = default.get(token) if isinstance(default, dict) else None
-    last = tokens[-1]
-    if isinstance(default, dict) and last in default:
-        node[last] = copy.deepcopy(default[last])
-    else:
-        node.pop(last, None)
+        node = node.get(token) if isinstance(node, dict) else None
+    if isinstance(node, dict):  # an array element cannot be reset, as on the nucleus
+        node.pop(tokens[-1], None)
     return result
 
 
-def apply_configuration_update(defaults: dict[str, Any], update: Any) -> dict[str, Any]:
-    """`{"reset": [...], "merge": {...} | "<json>"}` applied as a deployment would: reset, merge."""
+def parse_configuration_update(update: Any) -> tuple[list[str], dict[str, Any]]:
+    """`{"reset": [...], "merge": {...} | "<json>"}` -> (reset pointers, merge object)."""
     if update is None:
-        return copy.deepcopy(defaults)
+        return [], {}
     if not isinstance(update, dict) or set(update) - {"merge", "reset"}:
         raise OverrideError(f"expected {{'merge': ..., 'reset': [...]}}, got {update!r}")
-    config = copy.deepcopy(defaults)
     resets = update.get("reset") or []
     if not isinstance(resets, list) or not all(isinstance(r, str) for r in resets):
         raise OverrideError(f"'reset' must be a list of JSON pointers, got {resets!r}")
     for pointer in resets:
-        config = _reset(config, defaults, pointer)
+        _pointer_tokens(pointer)
     merge = update.get("merge") or {}
     if isinstance(merge, str):
         try:
@@ -127,7 +137,18 @@ def apply_configuration_update(defaults: dict[str, Any], update: Any) -> dict[st
             raise OverrideError(f"'merge' string is not JSON: {exc}") from exc
     if not isinstance(merge, dict):
         raise OverrideError(f"'merge' must be an object, got {merge!r}")
-    return deep_merge(config, merge)
+    return resets, merge
+
+
+def resolve_configuration(current: dict[str, Any] | None, defaults: dict[str, Any],
+                          update: Any) -> dict[str, Any]:
+    """A deployment's configuration for one component, as the nucleus computes it: what the
+    device holds, minus `reset` paths, defaults filling what is absent, then `merge`."""
+    resets, merge = parse_configuration_update(update)
+    config = copy.deepcopy(current or {})
+    for pointer in resets:
+        config = _remove(config, pointer)
+    return deep_merge(fill_defaults(config, defaults), merge)
 
 
 def load_overrides(path: Path) -> dict[str, Any]:
@@ -246,11 +267,14 @@ class LocalRuntime:
         self._event_log: Any = None
         self._stopped = False
         self._lock_file: Any = None
+        self._held: dict[str, Any] = {}  # configuration of components not deployed this time
+        self._configurations: dict[str, dict[str, Any]] = {}
 
     # -- setup --
     def _load(self) -> list[ComponentRecipe]:
         recipes = start_order(discover(self.options.components_dir), self.options.only)
-        unknown = sorted(set(self.options.overrides) - {r.name for r in recipes})
+        unknown = sorted(set(self.options.overrides) - {r.name for r in recipes}
+                         - set(BUILTIN_DEFAULTS))
         if unknown:
             self.log_event(f"configuration overrides for components not running ignored: {unknown}")
         return recipes
@@ -271,8 +295,9 @@ class LocalRuntime:
         self.mode = "run" if run_components else "nucleus"
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock_root()
-        for sub in ("logs", "env", "cloud", "work", "packages"):
+        for sub in ("logs", "env", "cloud", "work", "packages", "config"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root / "config", 0o700)
         self._event_log = (self.root / "logs" / "greengrass.log").open(
             "a", encoding="utf-8", buffering=1)
         leftovers = kill_marked(ROOT_MARKER, str(self.root))
@@ -280,21 +305,31 @@ class LocalRuntime:
             self.log_event(f"killed {len(leftovers)} process(es) left by an earlier runtime: "
                            f"{leftovers}")
         self.recipes = self._load()
-        configurations = {
-            r.name: apply_configuration_update(r.default_configuration,
-                                               self.options.overrides.get(r.name))
-            for r in self.recipes
-        }
-        paths = {r.name: deploy_component(self.root, r) for r in self.recipes}
+        configurations = self._deploy_configuration()
+        nucleus = configurations[NUCLEUS]
+        run_as = self._run_as(nucleus)
+        if run_as is not None:
+            check_reachable(self.root, run_as)
+        paths = {r.name: deploy_component(self.root, r, run_as) for r in self.recipes}
+        if truthy(nucleus.get("interpolateComponentConfiguration")):
+            # KernelConfigResolver: system parameters only, never {configuration:...}.
+            for recipe in self.recipes:
+                ctx = self._context(recipe, paths, configurations, system_only=True)
+                configurations[recipe.name] = interpolate_tree(configurations[recipe.name], ctx)
+        self._save_configuration(configurations)
         socket_path = _socket_path(self.root)
         (self.root / "ipc-socket-path").write_text(f"{socket_path}\n", encoding="utf-8")
         self.ipc = IpcServer(socket_path, self.root / "cloud" / "iotcore.jsonl",
                              thing_name=self.options.thing_name)
+        sm_config = configurations[STREAM_MANAGER]
         self.stream_manager = StreamManagerServer(
             self.root / "stream-manager",
-            port=self.options.stream_manager_port,
+            port=parse_port(sm_config.get("STREAM_MANAGER_SERVER_PORT")),
             bucket_root=self.root / "cloud" / "s3",
             kinesis_log=self.root / "cloud" / "kinesis.jsonl",
+            accepts_token=(self.ipc.is_component_token
+                           if truthy(sm_config.get("STREAM_MANAGER_AUTHENTICATE_CLIENT", True))
+                           else lambda _token: True),
         )
         self.ipc.start()
         try:
@@ -302,45 +337,129 @@ class LocalRuntime:
         except BaseException:
             self.ipc.stop()
             raise
-        venv_cache = self.options.venv_cache or Path(
-            os.environ.get("VQI_VENV_CACHE") or DEFAULT_VENV_CACHE)
+        # A port chosen by the runtime (0) is Stream Manager's configuration from now on.
+        sm_config["STREAM_MANAGER_SERVER_PORT"] = str(self.stream_manager.port)
+        self._save_configuration(configurations)
+        venv_cache = self._venv_cache(run_as)
         specs = []
         for recipe in self.recipes:
-            ctx = InterpolationContext(
-                component=recipe.name,
-                thing_name=self.options.thing_name,
-                root=self.root,
-                paths=paths,
-                configurations=configurations,
-                dependencies={d.name for d in recipe.dependencies},
-            )
+            ctx = self._context(recipe, paths, configurations)
             config = configurations[recipe.name]
-            access = interpolate_tree(config.get("accessControl"), ctx)
-            self.ipc.add_component(recipe.name, config, access)
+            self.ipc.add_component(recipe.name, config, config.get("accessControl"))
             runtime_env = {
                 **self.ipc.ipc_env(recipe.name),
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN": self.ipc.ipc_env(recipe.name)[SVCUID_ENV],
                 "AWS_IOT_THING_NAME": self.options.thing_name,
                 "AWS_REGION": self.options.region,
                 "AWS_DEFAULT_REGION": self.options.region,
                 "GG_ROOT_CA_PATH": str(self.root / "rootCA.pem"),
-                **self.stream_manager.env(),
-                "VQI_VENV_CACHE": str(venv_cache.expanduser()),
+                "VQI_VENV_CACHE": str(venv_cache),
             }
             spec, env = build_spec(recipe, ctx, paths[recipe.name], runtime_env)
+            spec.run_as = run_as
+            if run_as is not None:
+                env = {**env, **run_as.env()}
             self.component_env[recipe.name] = env
             write_env_file(self.root / "env" / f"{recipe.name}.env", env)
             spec.env[ROOT_MARKER] = str(self.root)
             specs.append(spec)
         names = [r.name for r in self.recipes]
         self.log_event(f"started in {self.mode} mode: ipc {socket_path}, stream manager "
-                       f"port {self.stream_manager.port}, components {names}")
+                       f"port {self.stream_manager.port}, components {names}, running as "
+                       f"{run_as.user + ':' + run_as.group if run_as else 'the current user'}")
         if run_components:
             self.supervisor = Supervisor(specs, self.root / "logs", self.options.policy,
                                          on_change=self._on_change)
+            self.ipc.on_update_state = self.supervisor.report_state
             self.write_status()
             self.supervisor.start()
         else:
             self.write_status()
+
+    # -- deployment --
+    def _config_file(self) -> Path:
+        return self.root / "config" / "config.json"
+
+    def _deploy_configuration(self) -> dict[str, dict[str, Any]]:
+        """This start is a deployment: each component's configuration is what the device holds
+        (ROOT/config/config.json), patched by the overrides' reset and merge."""
+        try:
+            held = json.loads(self._config_file().read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            held = {}
+        except (OSError, ValueError) as exc:
+            raise OverrideError(f"{self._config_file()}: unreadable deployed configuration: "
+                                f"{exc}") from exc
+        defaults = {**BUILTIN_DEFAULTS, **{r.name: r.default_configuration for r in self.recipes}}
+        configurations = {
+            name: resolve_configuration(held.get(name), default, self.options.overrides.get(name))
+            for name, default in defaults.items()
+        }
+        if self.options.stream_manager_port is not None:
+            configurations[STREAM_MANAGER]["STREAM_MANAGER_SERVER_PORT"] = str(
+                self.options.stream_manager_port)
+        self._held = {k: v for k, v in held.items() if k not in configurations}
+        return configurations
+
+    def _save_configuration(self, configurations: dict[str, dict[str, Any]]) -> None:
+        self._configurations = copy.deepcopy(configurations)
+        body = {**self._held, **configurations}
+        tmp = self._config_file().with_suffix(".tmp")
+        tmp.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.chmod(tmp, 0o600)
+        tmp.replace(self._config_file())
+
+    def save_configuration(self) -> None:
+        """Persist what components changed over IPC (the nucleus keeps config.tlog)."""
+        if self.ipc is None:
+            return
+        current = {**self._configurations,
+                   **{r.name: self.ipc.get_configuration(r.name) for r in self.recipes}}
+        if current != self._configurations:
+            self._configurations = current
+            self._save_configuration(current)
+
+    def _run_as(self, nucleus: dict[str, Any]) -> RunAs | None:
+        posix_user = str((nucleus.get("runWithDefault") or {}).get("posixUser") or "")
+        if not is_root():
+            if posix_user and posix_user.split(":")[0] != pwd.getpwuid(os.geteuid()).pw_name:
+                self.log_event(f"not root: cannot switch to {posix_user}; components run as the "
+                               f"current user (the nucleus does the same when not root)")
+                print(f"localgg: not running as root, so components run as the current user, "
+                      f"not {posix_user}", file=sys.stderr, flush=True)
+            return None
+        return ensure_run_as(posix_user or "root")
+
+    def _venv_cache(self, run_as: RunAs | None) -> Path:
+        """Install steps share keyed environments; the cache must belong to the component user."""
+        if self.options.venv_cache is not None or os.environ.get("VQI_VENV_CACHE"):
+            cache = (self.options.venv_cache or Path(os.environ["VQI_VENV_CACHE"])).expanduser()
+        else:
+            home = run_as.home if run_as else os.path.expanduser("~")
+            cache = Path(home) / ".cache" / "vqi" / "venvs"
+        cache = cache.absolute()
+        cache.mkdir(parents=True, exist_ok=True)
+        if run_as is not None:
+            home = Path(run_as.home)
+            for folder in (cache, *cache.parents):  # what we made under the user's home
+                if home not in folder.parents:
+                    break
+                os.chown(folder, run_as.uid, run_as.gid)
+            os.chown(cache, run_as.uid, run_as.gid)
+            check_reachable(cache, run_as)
+        return cache
+
+    def _context(self, recipe: ComponentRecipe, paths: dict[str, ComponentPaths],
+                 configurations: dict[str, dict[str, Any]],
+                 system_only: bool = False) -> InterpolationContext:
+        return InterpolationContext(
+            component=recipe.name,
+            thing_name=self.options.thing_name,
+            root=self.root,
+            paths=paths,
+            configurations={} if system_only else configurations,
+            dependencies={d.name for d in recipe.dependencies},
+        )
 
     def wait_settled(self, timeout: float) -> dict[str, str]:
         """Wait until every component is RUNNING, FINISHED, BROKEN or blocked; returns states."""
@@ -405,6 +524,7 @@ class LocalRuntime:
         self._stopped = True
         if self.supervisor is not None:
             self.supervisor.stop()
+            self.save_configuration()
             escaped = kill_marked(ROOT_MARKER, str(self.root))
             if escaped:
                 self.log_event(f"killed {len(escaped)} process(es) that left their component's "

@@ -1,11 +1,17 @@
 """Run component lifecycles (Install, Startup/Run, Shutdown) the way the Greengrass nucleus does.
 
-One driver thread per component: it waits until its dependencies are RUNNING or FINISHED, runs
-Install (with its Timeout), then Startup or Run, each as `sh -c <script>` in the component's work
-directory and in its own process group. A step that fails moves the component to ERRORED and is
-retried after an exponential backoff; the third error within an hour makes it BROKEN, and its
-HARD dependents then never start. Output goes, line by line and timestamped, to
-`logs/<ComponentName>.log`.
+One driver thread per component (lifecyclemanager/Lifecycle.java, GenericExternalService.java):
+Install runs first (NEW -> INSTALLED), then the driver waits until its dependencies are RUNNING or
+FINISHED, then runs Startup or Run, each as `sh -c <script>` in the component's work directory,
+in its own process group and as the component's user. With Run the component is RUNNING as soon
+as the process starts; with Startup it stays STARTING until the process exits 0 or the component
+reports RUNNING over IPC, within the step's Timeout. A component's own UpdateState may move it
+STARTING -> RUNNING, to ERRORED (it is restarted) or to FINISHED; anything else is ignored, as the
+nucleus ignores an "invalid reported state". A failed step makes the component ERRORED and it is
+restarted at once (`RestartPolicy.backoff_initial_s`, 0 like the nucleus); errors are counted
+per state (NEW for Install, STARTING, RUNNING), a state's count is cleared when the component
+leaves that state normally, and the third error of one state within an hour makes it BROKEN.
+Output goes, line by line and timestamped, to `logs/<ComponentName>.log`.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -42,6 +49,29 @@ DEFAULT_INSTALL_TIMEOUT = 120.0
 DEFAULT_SHUTDOWN_TIMEOUT = 15.0
 
 
+# sudo's default secure_path: the nucleus runs each step through `sudo -E -H -u USER -g GROUP`,
+# which keeps the environment but replaces PATH with it (UnixPlatform.SudoDecorator).
+SECURE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Lifecycle.STATES_TO_ERRORED: the states whose errors count towards BROKEN.
+COUNTED_STATES = frozenset({State.NEW, State.STARTING, State.RUNNING})
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """The POSIX user and group a component's processes run as (the nucleus's runWith)."""
+
+    user: str
+    group: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: str
+
+    def env(self) -> dict[str, str]:
+        """What `sudo -E -H -u USER` changes in the environment it passes on."""
+        return {"HOME": self.home, "USER": self.user, "LOGNAME": self.user, "PATH": SECURE_PATH}
+
+
 @dataclass(frozen=True)
 class Step:
     """One lifecycle step, variables already interpolated."""
@@ -65,18 +95,20 @@ class ComponentSpec:
     shutdown: Step | None = None
     dependencies: dict[str, str] = field(default_factory=dict)  # name -> HARD | SOFT
     notes: list[str] = field(default_factory=list)  # what the local runtime does differently
+    run_as: RunAs | None = None  # None: the runtime's own user
 
 
 @dataclass(frozen=True)
 class RestartPolicy:
     max_errors: int = 3
     error_window_s: float = 3600.0
-    backoff_initial_s: float = 1.0
+    backoff_initial_s: float = 0.0
     backoff_factor: float = 2.0
     backoff_max_s: float = 30.0
     stop_grace_s: float = 5.0
 
     def backoff(self, errors: int) -> float:
+        """Delay before restart number `errors`; 0 by default: the nucleus restarts at once."""
         return min(self.backoff_max_s, self.backoff_initial_s * self.backoff_factor ** (errors - 1))
 
 
@@ -129,17 +161,31 @@ class ComponentLog:
             self._file.close()
 
 
+class SkipIfError(ValueError):
+    """A SkipIf the nucleus refuses ("Invalid format for skipif" / "Unknown operator")."""
+
+
+_SKIP_IF = re.compile(r"(exists|onpath) +(.+)")
+
+
 def skip_step(skip_if: str | None, env: dict[str, str]) -> bool:
-    """Greengrass `SkipIf`: `onpath <executable>` or `exists <file>`."""
+    """Greengrass `SkipIf` (GenericExternalService.shouldSkip): `[!]onpath <executable>` or
+    `[!]exists <file>`; any other text is an error of the step, as on the nucleus."""
     if not skip_if:
         return False
-    kind, _, arg = skip_if.strip().partition(" ")
-    arg = arg.strip()
+    expr = skip_if.strip()
+    negate = expr.startswith("!")
+    if negate:
+        expr = expr[1:].strip()
+    match = _SKIP_IF.fullmatch(expr)
+    if match is None:
+        raise SkipIfError(f"invalid SkipIf {skip_if!r}: expected [!](exists|onpath) <argument>")
+    kind, arg = match.group(1), match.group(2)
     if kind == "onpath":
-        return shutil.which(arg, path=env.get("PATH")) is not None
-    if kind == "exists":
-        return Path(arg).exists()
-    return False
+        found = shutil.which(arg, path=env.get("PATH")) is not None
+    else:
+        found = Path(os.path.expanduser(arg)).exists()
+    return found != negate
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -213,12 +259,14 @@ class Supervisor:
         self._cond = threading.Condition()
         self._status = {name: ComponentStatus(since=utc_stamp()) for name in self._order}
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._error_times: dict[str, list[float]] = {name: [] for name in self._order}
+        # Lifecycle.stateToErroredCount: error times per state the error happened in.
+        self._error_times: dict[str, dict[State, list[float]]] = {n: {} for n in self._order}
+        self._reported: dict[str, State | None] = {name: None for name in self._order}
         self._threads: list[threading.Thread] = []
         self._logs: dict[str, ComponentLog] = {}
         self._stopping = False
         self._final: set[str] = set()
-        self._blocked: set[str] = set()  # NEW forever: a HARD dependency will never be ready
+        self._blocked: set[str] = set()  # INSTALLED forever: a HARD dependency is never ready
 
     # ----- status -----
     @property
@@ -247,7 +295,7 @@ class Supervisor:
             return True
 
     def settled(self, statuses: dict[str, ComponentStatus]) -> bool:
-        """Every component RUNNING, FINISHED, BROKEN or blocked behind a broken HARD dependency.
+        """Every component RUNNING, FINISHED, BROKEN or INSTALLED behind a broken HARD dependency.
 
         A short Run passes through RUNNING, so this means "all started" rather than "all done".
         """
@@ -262,6 +310,11 @@ class Supervisor:
             new = replace(old, **changes)
             if state is not None and state != old.state:
                 new = replace(new, state=state, since=utc_stamp())
+                if state not in (State.ERRORED, State.BROKEN):
+                    # Leaving a state normally clears its error count (internalReportState);
+                    # INSTALLED after a failed Install is the nucleus's NEW -> INSTALLED.
+                    self._error_times[name].pop(State.NEW if state == State.INSTALLED
+                                                else old.state, None)
             self._status[name] = new
             self._cond.notify_all()
             # Reported under the lock so logs and status.json see changes in their real order.
@@ -282,6 +335,29 @@ class Supervisor:
                                       daemon=True)
             self._threads.append(thread)
             thread.start()
+
+    def report_state(self, name: str, reported: str) -> bool:
+        """A component's own UpdateState, as Lifecycle.reportState takes it: STARTING -> RUNNING,
+        ERRORED or FINISHED, and RUNNING -> ERRORED or FINISHED; anything else is ignored.
+        Returns whether it was accepted."""
+        try:
+            wanted = State(reported)
+        except ValueError:
+            wanted = None
+        with self._cond:
+            if name not in self._status:
+                return False
+            current = self._status[name].state
+            allowed = {State.STARTING: {State.RUNNING, State.ERRORED, State.FINISHED},
+                       State.RUNNING: {State.ERRORED, State.FINISHED}}.get(current, set())
+            accepted = wanted in allowed and name not in self._final
+            if accepted:
+                self._reported[name] = wanted
+                self._cond.notify_all()
+        self._logs[name].write("INFO" if accepted else "WARN", "ipc",
+                               f"UpdateState {reported} while {current.value}: "
+                               + ("accepted" if accepted else "ignored (invalid reported state)"))
+        return accepted
 
     def _stopped(self) -> bool:
         with self._cond:
@@ -314,6 +390,11 @@ class Supervisor:
     def _spawn(self, name: str, step_name: str, step: Step) -> subprocess.Popen[bytes] | None:
         spec = self._specs[name]
         env = {**self._base_env, **spec.env, **step.env}
+        user: dict[str, object] = {}
+        if spec.run_as is not None:
+            env.update(spec.run_as.env())
+            user = {"user": spec.run_as.uid, "group": spec.run_as.gid,
+                    "extra_groups": list(spec.run_as.groups)}
         with self._cond:
             if self._stopping:
                 return None
@@ -325,6 +406,7 @@ class Supervisor:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
+                **user,  # type: ignore[arg-type]
             )
             self._procs[name] = proc
         log = self._logs[name]
@@ -333,14 +415,34 @@ class Supervisor:
         for stream, level, kind in pipes:
             threading.Thread(target=log.pump, args=(stream, level, f"{step_name}/{kind}"),
                              daemon=True).start()
+        threading.Thread(target=self._watch, args=(proc,), daemon=True).start()
         return proc
+
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        """Wake the driver when a process exits (it waits on the condition, not on the process)."""
+        proc.wait()
+        with self._cond:
+            self._cond.notify_all()
+
+    def _skip(self, name: str, step_name: str, step: Step) -> bool | str:
+        """True to skip the step, False to run it, or the reason it is invalid."""
+        spec = self._specs[name]
+        try:
+            skipped = skip_step(step.skip_if, {**self._base_env, **spec.env, **step.env})
+        except SkipIfError as exc:
+            self._logs[name].write("ERROR", step_name, str(exc))
+            return f"{step_name}: {exc}"
+        if skipped:
+            self._logs[name].write("INFO", step_name, f"skipped (SkipIf {step.skip_if})")
+        return skipped
 
     def _run_step(self, name: str, step_name: str, step: Step,
                   default_timeout: float | None) -> tuple[bool, str]:
         """Run a step to completion; returns (succeeded, reason)."""
-        spec = self._specs[name]
-        if skip_step(step.skip_if, {**self._base_env, **spec.env, **step.env}):
-            self._logs[name].write("INFO", step_name, f"skipped (SkipIf {step.skip_if})")
+        skipped = self._skip(name, step_name, step)
+        if isinstance(skipped, str):
+            return False, skipped
+        if skipped:
             return True, "skipped"
         try:
             proc = self._spawn(name, step_name, step)
@@ -362,20 +464,27 @@ class Supervisor:
         return code == 0, f"{step_name} exited with code {code}"
 
     def _record_error(self, name: str, reason: str) -> bool:
-        """ERRORED, then back off; True when the component is now BROKEN."""
+        """ERRORED in the current state, then restart; True when the component is now BROKEN."""
         now = time.monotonic()
-        times = [t for t in self._error_times[name] if now - t < self._policy.error_window_s]
-        times.append(now)
-        self._error_times[name] = times
-        errors = len(times)
+        with self._cond:
+            state = self._status[name].state
+            counted = state if state in COUNTED_STATES else State.NEW
+            times = self._error_times[name].setdefault(counted, [])
+            if times and now - times[-1] >= self._policy.error_window_s:
+                times.clear()  # the count resets after an hour without errors
+            times.append(now)
+            errors = len(times)
         self._set(name, State.ERRORED, errors=errors, pid=None, message=reason)
         if errors >= self._policy.max_errors:
-            self._set(name, State.BROKEN, message=f"{reason}; {errors} errors, giving up")
+            self._set(name, State.BROKEN, message=f"{reason}; {errors} errors in "
+                      f"{counted.value}, giving up")
             return True
         delay = self._policy.backoff(errors)
-        self._logs[name].write("INFO", "lifecycle", f"retrying in {delay:g}s")
-        with self._cond:
-            self._cond.wait_for(lambda: self._stopping, timeout=delay)
+        self._logs[name].write("INFO", "lifecycle", f"restarting in {delay:g}s" if delay
+                               else "restarting")
+        if delay:
+            with self._cond:
+                self._cond.wait_for(lambda: self._stopping, timeout=delay)
         return False
 
     def _restart_note(self, name: str) -> str:
@@ -391,8 +500,6 @@ class Supervisor:
 
     def _drive_lifecycle(self, name: str) -> None:
         spec = self._specs[name]
-        if not self._wait_dependencies(name):
-            return
         installed = False
         while not self._stopped():
             if not installed:
@@ -407,49 +514,92 @@ class Supervisor:
                         continue
                 installed = True
                 self._set(name, State.INSTALLED, message="")
-            restart_note = self._restart_note(name)
-            if spec.startup is not None:
-                self._set(name, State.STARTING, message=restart_note)
-                ok, reason = self._run_step(name, "Startup", spec.startup,
-                                            DEFAULT_STARTUP_TIMEOUT)
-                if self._stopped():
+                # The nucleus installs first, then waits for dependencies (Lifecycle.java).
+                if not self._wait_dependencies(name):
                     return
-                if not ok:
-                    if self._record_error(name, reason):
-                        return
-                    continue
-                self._set(name, State.RUNNING, message="")
-                return
-            if spec.run is None:
+            step_name, step = ("Startup", spec.startup) if spec.startup else ("Run", spec.run)
+            if step is None:
                 self._set(name, State.FINISHED, message="installed; no Run step")
                 return
-            self._set(name, State.STARTING, message=restart_note)
-            try:
-                proc = self._spawn(name, "Run", spec.run)
-            except OSError as exc:
-                self._logs[name].write("ERROR", "Run", f"could not start: {exc}")
-                if self._record_error(name, f"Run could not start: {exc}"):
-                    return
-                continue
-            if proc is None:
+            self._set(name, State.STARTING, message=self._restart_note(name))
+            outcome = self._run_service(name, step_name, step)
+            if outcome is None:
                 return
+            if self._record_error(name, outcome):
+                return
+
+    def _run_service(self, name: str, step_name: str, step: Step) -> str | None:
+        """Run a Startup or Run step as the nucleus does; None when the component is done
+        (FINISHED or stopping), else the reason it errored."""
+        skipped = self._skip(name, step_name, step)
+        if isinstance(skipped, str):
+            return skipped
+        if skipped:  # RunStatus.NothingDone
+            self._set(name, State.FINISHED, message=f"{step_name} skipped")
+            return None
+        startup = step_name == "Startup"
+        with self._cond:
+            self._reported[name] = None
+        try:
+            proc = self._spawn(name, step_name, step)
+        except OSError as exc:
+            self._logs[name].write("ERROR", step_name, f"could not start: {exc}")
+            return f"{step_name} could not start: {exc}"
+        if proc is None:
+            return None
+        if not startup:
             self._set(name, State.RUNNING, pid=proc.pid, message="")
-            try:
-                code = proc.wait(timeout=spec.run.timeout)
-                reason = f"Run exited with code {code}"
-            except subprocess.TimeoutExpired:
+        else:
+            self._set(name, pid=proc.pid)
+        timeout = step.timeout if step.timeout is not None else (
+            DEFAULT_STARTUP_TIMEOUT if startup else None)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        exited = False
+        while True:
+            with self._cond:
+                while True:
+                    if self._stopping:
+                        return None
+                    reported = self._reported[name]
+                    self._reported[name] = None
+                    state = self._status[name].state
+                    code = proc.poll()
+                    waiting_for_start = startup and state == State.STARTING
+                    timed_out = deadline is not None and time.monotonic() >= deadline and (
+                        waiting_for_start or not startup)
+                    if reported is not None or timed_out or (code is not None and not exited):
+                        break
+                    left = None if deadline is None or not (waiting_for_start or not startup) \
+                        else max(0.0, deadline - time.monotonic())
+                    self._cond.wait(left)
+            if reported == State.RUNNING:
+                self._set(name, State.RUNNING, message="reported RUNNING")
+                continue
+            if reported == State.FINISHED:
                 _kill_group(proc, self._policy.stop_grace_s)
-                code, reason = -1, f"Run timed out after {spec.run.timeout:g}s"
-            if self._stopped():
-                return
+                self._set(name, State.FINISHED, pid=None, message="reported FINISHED")
+                return None
+            if reported == State.ERRORED:
+                _kill_group(proc, self._policy.stop_grace_s)
+                self._logs[name].write("ERROR", step_name, "component reported ERRORED")
+                return "component reported ERRORED over IPC"
+            if timed_out:
+                _kill_group(proc, self._policy.stop_grace_s)
+                self._logs[name].write("ERROR", step_name, f"timed out after {timeout:g}s")
+                return f"{step_name} timed out after {timeout:g}s"
+            exited = True
+            self._logs[name].write("INFO" if code == 0 else "ERROR", step_name,
+                                   f"exited with code {code}")
             if code != 0:
                 _kill_leftovers(proc)
-            self._logs[name].write("INFO" if code == 0 else "ERROR", "Run", reason)
-            if code == 0:
+                return f"{step_name} exited with code {code}"
+            if not startup:
                 self._set(name, State.FINISHED, pid=None, message="Run exited with code 0")
-                return
-            if self._record_error(name, reason):
-                return
+                return None
+            if state == State.STARTING:
+                self._set(name, State.RUNNING, message="Startup exited with code 0")
+            # RUNNING with whatever the Startup left in the background, until stop or a report.
+            deadline = None
 
     # ----- stopping -----
     def stop(self, join_timeout: float = 30.0) -> None:

@@ -4,12 +4,16 @@ Two different wildcard languages meet here, exactly as on a real core device:
 
 * Subscriptions use MQTT filters: ``+`` is one whole level, ``#`` is the last level and matches
   the parent and everything below it; neither matches a first level starting with ``$``.
-* ``accessControl`` resources use the nucleus matcher (WildcardTrie, MQTT style lookup): ``*``
-  matches any characters including ``/``; ``+`` and ``#`` act as MQTT wildcards only where they
-  are used validly (whole level; ``#`` last), otherwise they are plain characters; ``${c}``
-  escapes a character (``${*}``, ``${+}``, ``${#}``, ``${$}``). A resource is compared with the
-  requested topic string itself, so a subscription to ``a/+`` needs a resource that matches the
-  text ``a/+`` (``a/+``, ``a/#``, ``a/*`` or ``*``).
+* ``accessControl`` resources use the nucleus matcher (authorization/WildcardTrie.java) in one of
+  two lookup styles, chosen by the IPC service:
+  - STANDARD (``aws.greengrass.ipc.pubsub``, PubSubIPCEventStreamAgent): only ``*`` is a wildcard
+    (any characters, ``/`` included); ``+`` and ``#`` are plain characters.
+  - MQTT_STYLE (``aws.greengrass.ipc.mqttproxy``, MqttProxyIPCAgent): ``*`` as above, and ``+``
+    and ``#`` act as MQTT wildcards where they are used validly (whole level; ``#`` last),
+    otherwise they are plain characters.
+  In both, ``${c}`` escapes a character (``${*}``, ``${+}``, ``${#}``, ``${$}``). A resource is
+  compared with the requested topic string itself, so a local subscription to ``a/+`` needs a
+  resource that matches the text ``a/+`` (``a/+`` literally, ``a/*`` or ``*``).
 """
 
 from __future__ import annotations
@@ -72,8 +76,13 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
     return len(flevels) == len(tlevels)
 
 
+STANDARD = "STANDARD"
+MQTT_STYLE = "MQTT_STYLE"
+
+
 @lru_cache(maxsize=4096)
-def _compile_resource(pattern: str) -> re.Pattern[str]:
+def _compile_resource(pattern: str, style: str) -> re.Pattern[str]:
+    mqtt = style == MQTT_STYLE
     parts: list[str] = []
     i, n = 0, len(pattern)
     while i < n:
@@ -86,13 +95,13 @@ def _compile_resource(pattern: str) -> re.Pattern[str]:
         at_level_end = i == n - 1 or pattern[i + 1] == "/"
         if ch == "*":
             parts.append(".*")
-        elif ch == "#" and i == n - 1 and at_level_start:
+        elif mqtt and ch == "#" and i == n - 1 and at_level_start:
             if i == 0:
                 parts.append(".*")
             else:  # "a/#" also matches "a"
                 parts[-1] = parts[-1][:-1] if parts[-1] == "/" else parts[-1]
                 parts.append("(?:/.*)?")
-        elif ch == "+" and at_level_start and at_level_end:
+        elif mqtt and ch == "+" and at_level_start and at_level_end:
             parts.append("[^/]*")
         else:
             parts.append("/" if ch == "/" else re.escape(ch))
@@ -100,8 +109,10 @@ def _compile_resource(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts), re.DOTALL)
 
 
-def resource_matches(pattern: str, resource: str) -> bool:
+def resource_matches(pattern: str, resource: str, style: str = MQTT_STYLE) -> bool:
     """True when a Greengrass ``accessControl`` resource pattern allows ``resource``."""
+    if style not in (STANDARD, MQTT_STYLE):
+        raise ValueError(f"unknown resource lookup style {style!r}")
     if pattern == "*" or pattern == resource:
         return True
-    return _compile_resource(pattern).fullmatch(resource) is not None
+    return _compile_resource(pattern, style).fullmatch(resource) is not None

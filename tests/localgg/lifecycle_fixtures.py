@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import signal
 import sys
 import time
@@ -13,8 +14,18 @@ from typing import Any
 
 import yaml
 
+from localgg.supervisor import SECURE_PATH
+
 PLATFORM = {"os": "linux", "architecture": "/^(amd64|aarch64)$/"}
-PYTHON = sys.executable
+# As root, components run as ggc_user with sudo's PATH, as on a device; that user cannot enter
+# /root, where this test run's interpreter may live, so component scripts use the system python3.
+PYTHON = (shutil.which("python3", path=SECURE_PATH) or "python3") if os.geteuid() == 0 \
+    else sys.executable
+# Component scripts that import this venv's SDK run as the runtime's own user, which a device
+# does only with runWithDefault.posixUser root: say so in the deployment.
+SDK_PYTHON = sys.executable
+AS_RUNTIME_USER = {"aws.greengrass.Nucleus": {"merge": {"runWithDefault": {"posixUser": "root"}}}} \
+    if os.geteuid() == 0 else {}
 
 
 def zip_bytes(members: dict[str, bytes | str]) -> bytes:

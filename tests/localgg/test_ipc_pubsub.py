@@ -56,11 +56,20 @@ def test_publish_outside_access_control_raises_unauthorized_error():
 
 @pytest.mark.timeout(60)
 def test_subscribe_needs_a_resource_covering_the_filter():
-    policy = pubsub_policy(["aws.greengrass#SubscribeToTopic"], ["vqi/+/results"])
+    policy = pubsub_policy(["aws.greengrass#SubscribeToTopic"], ["vqi/*/results"])
     with running_ipc_server() as server, client_for(server, "com.example.Sub", {}, policy) as sub:
         assert "ok" in sub.call("subscribe", id="a", topic="vqi/t1/results")
         assert "ok" in sub.call("subscribe", id="b", topic="vqi/+/results")
         assert sub.call("subscribe", id="c", topic="vqi/#")["error"] == "UnauthorizedError"
+
+
+@pytest.mark.timeout(60)
+def test_local_pubsub_policy_with_plus_matches_only_the_literal_filter():
+    policy = pubsub_policy(["aws.greengrass#SubscribeToTopic"], ["vqi/+/results"])
+    with running_ipc_server() as server, client_for(server, "com.example.Sub", {}, policy) as sub:
+        assert sub.call("subscribe", id="a", topic="vqi/t1/results")["error"] == \
+            "UnauthorizedError"
+        assert "ok" in sub.call("subscribe", id="b", topic="vqi/+/results")
 
 
 @pytest.mark.timeout(60)

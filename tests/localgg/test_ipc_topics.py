@@ -6,6 +6,8 @@ import pytest
 
 from localgg.authz import Authorizer, PolicyError
 from localgg.topics import (
+    MQTT_STYLE,
+    STANDARD,
     TopicError,
     resource_matches,
     topic_matches,
@@ -66,8 +68,31 @@ def test_publish_topics_must_not_contain_wildcards(bad):
     ("a${*}", "a*", True),                   # escaped '*'
     ("a${*}", "ab", False),
 ])
-def test_resources_match_as_the_nucleus_does(pattern, resource, expected):
-    assert resource_matches(pattern, resource) is expected
+def test_iot_core_resources_match_mqtt_style_as_the_nucleus_does(pattern, resource, expected):
+    assert resource_matches(pattern, resource, MQTT_STYLE) is expected
+
+
+@pytest.mark.parametrize("pattern,resource,expected", [
+    ("vqi/*", "vqi/a/b", True),              # '*' crosses levels
+    ("*", "anything/at/all", True),
+    ("vqi/+/results", "vqi/t1/results", False),  # '+' is a plain character locally
+    ("vqi/+/results", "vqi/+/results", True),    # ... so it matches only itself
+    ("vqi/#", "vqi/images", False),          # '#' too
+    ("vqi/#", "vqi", False),
+    ("vqi/#", "vqi/#", True),
+    ("a${*}", "a*", True),
+])
+def test_local_pubsub_resources_match_standard_style(pattern, resource, expected):
+    assert resource_matches(pattern, resource, STANDARD) is expected
+
+
+def test_local_pubsub_policy_with_plus_does_not_match_a_topic():
+    authz = Authorizer({PUBSUB: {"p": {"operations": ["aws.greengrass#SubscribeToTopic"],
+                                       "resources": ["vqi/+"]}}})
+    assert not authz.is_allowed(PUBSUB, "aws.greengrass#SubscribeToTopic", "vqi/images")
+    iot = Authorizer({MQTT: {"p": {"operations": ["aws.greengrass#PublishToIoTCore"],
+                                   "resources": ["vqi/+"]}}})
+    assert iot.is_allowed(MQTT, "aws.greengrass#PublishToIoTCore", "vqi/images")
 
 
 PUBSUB = "aws.greengrass.ipc.pubsub"

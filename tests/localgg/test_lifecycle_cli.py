@@ -36,7 +36,7 @@ class Cli:
         self.root = cwd / "root"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "localgg", *args, "--root", str(self.root),
-             "--components-dir", str(cwd / "components")],
+             "--components-dir", str(cwd / "components"), "--stream-manager-port", "0"],
             cwd=cwd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def status(self) -> dict:
@@ -71,9 +71,9 @@ def cli(tmp_path: Path) -> Iterator[callable]:
 
 PUB_SUB_ACCESS = {
     "t.Pub": {"aws.greengrass.ipc.pubsub": {"t.Pub:pubsub:1": {
-        "operations": ["aws.greengrass#PublishToTopic"], "resources": ["lgg/{iot:thingName}/#"]}}},
+        "operations": ["aws.greengrass#PublishToTopic"], "resources": ["lgg/*"]}}},
     "t.Sub": {"aws.greengrass.ipc.pubsub": {"t.Sub:pubsub:1": {
-        "operations": ["aws.greengrass#SubscribeToTopic"], "resources": ["lgg/#"]}}},
+        "operations": ["aws.greengrass#SubscribeToTopic"], "resources": ["lgg/*"]}}},
 }
 
 SUBSCRIBER = textwrap.dedent("""
@@ -97,6 +97,7 @@ PUBLISHER = textwrap.dedent("""
     client.publish_to_topic(topic=sys.argv[1], publish_message=message)
     print("published", flush=True)
 """)
+SM_PORT = "{aws.greengrass.StreamManager:configuration:/STREAM_MANAGER_SERVER_PORT}"
 SM_CLIENT = textwrap.dedent("""
     from stream_manager import StreamManagerClient
     client = StreamManagerClient()
@@ -117,8 +118,10 @@ def test_nucleus_mode_env_files_let_real_sdk_clients_act_as_components(cli, tmp_
     components = tmp_path / "components"
     for name, access in PUB_SUB_ACCESS.items():
         write_built_component(components, name, {
-            "setEnv": {"TRICKY": "it's \"quoted\" $HOME `x` {iot:thingName}"},
-            "Run": "exit 1"}, configuration={"accessControl": access})
+            "setEnv": {"TRICKY": "it's \"quoted\" $HOME `x` {iot:thingName}",
+                       "STREAM_MANAGER_SERVER_PORT": SM_PORT},
+            "Run": "exit 1"}, configuration={"accessControl": access},
+            dependencies={"aws.greengrass.StreamManager": "HARD"})
     runtime = cli("nucleus", "--thing-name", "lt-9")
     assert wait_for(lambda: runtime.status().get("components"), 20), runtime.proc.stderr.read()
     env_dir = runtime.root / "env"

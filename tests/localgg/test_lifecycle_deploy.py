@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import stat
 import zipfile
 from pathlib import Path
 
@@ -67,14 +70,30 @@ def test_zip_symlink_entry_is_refused(tmp_path: Path) -> None:
         safe_unzip(archive, tmp_path / "out")
 
 
-def test_zip_unix_modes_are_kept(tmp_path: Path) -> None:
-    archive = tmp_path / "modes.zip"
+def test_artifact_files_take_their_permission_not_the_zips_modes(tmp_path: Path) -> None:
     info = zipfile.ZipInfo("tool.sh")
-    info.external_attr = (0o100755 << 16)
-    with zipfile.ZipFile(archive, "w") as handle:
+    info.external_attr = (0o100777 << 16)
+    build = write_built_component(tmp_path / "components", "t.App",
+                                  files={"model.onnx": b"w"}, zips={"a.zip": {"pkg/m.py": "1"}})
+    recipe = load_built_recipe(build)
+    with zipfile.ZipFile(build / "artifacts/t.App/1.0.0/a.zip", "a") as handle:
         handle.writestr(info, "#!/bin/sh\n")
-    safe_unzip(archive, tmp_path / "out")
-    assert (tmp_path / "out/tool.sh").stat().st_mode & 0o111
+    paths = deploy_component(tmp_path / "root", recipe)
+    owner_write = 0 if os.geteuid() == 0 else 0o200  # kept without root, so cleanup works
+    for file in (paths.artifacts / "model.onnx", paths.decompressed / "a/tool.sh",
+                 paths.decompressed / "a/pkg/m.py"):
+        assert stat.S_IMODE(file.stat().st_mode) == 0o440 | owner_write, file
+    assert stat.S_IMODE((paths.decompressed / "a/pkg").stat().st_mode) == 0o755
+    assert stat.S_IMODE(paths.work.stat().st_mode) == 0o700
+
+
+def test_read_all_and_execute_permissions_widen_the_mode(tmp_path: Path) -> None:
+    build = write_built_component(tmp_path / "components", "t.App", files={"run.sh": b"x"})
+    recipe = load_built_recipe(build)
+    recipe.artifacts[0] = dataclasses.replace(recipe.artifacts[0], read="ALL", execute="OWNER")
+    paths = deploy_component(tmp_path / "root", recipe)
+    owner_write = 0 if os.geteuid() == 0 else 0o200
+    assert stat.S_IMODE((paths.artifacts / "run.sh").stat().st_mode) == 0o554 | owner_write
 
 
 def test_missing_artifact_names_the_build_folder(tmp_path: Path) -> None:

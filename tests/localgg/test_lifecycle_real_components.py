@@ -96,8 +96,9 @@ def test_nucleus_mode_over_all_built_components(built, tmp_path) -> None:
         app = Path(inference["PYTHONPATH"])
         assert (app / "vqi_inference").is_dir() and (app / "shared").is_dir()
         uploader = read_env_file(env_dir / "com.example.vqi.Uploader.env")
+        # The recipe's setEnv takes the port from Stream Manager's configuration.
         assert uploader["STREAM_MANAGER_SERVER_PORT"] == str(runtime.stream_manager.port)
-        # accessControl resources carry {iot:thingName}: the Inference identity may publish there.
+        # Without interpolation the IoT Core policy must hold no {iot:thingName}: vqi/+/results.
         code = ("from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2 as C\n"
                 "C().publish_to_iot_core(topic_name='vqi/line-3/results', qos='1', "
                 "payload=b'{\"ok\": true}')\n")

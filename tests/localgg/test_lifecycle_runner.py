@@ -12,7 +12,9 @@ import pytest
 from localgg.runtime import LocalRuntime, RootBusyError, RuntimeOptions
 from localgg.supervisor import RestartPolicy, State
 from tests.localgg.lifecycle_fixtures import (
+    AS_RUNTIME_USER,
     PYTHON,
+    SDK_PYTHON,
     kill_quietly,
     pid_alive,
     wait_for,
@@ -60,7 +62,8 @@ def mark(trace: Path, text: str) -> str:
 
 
 @pytest.mark.timeout(60)
-def test_install_then_run_and_dependencies_first(start, components, tmp_path) -> None:
+def test_install_first_then_run_after_dependencies_are_running(start, components,
+                                                              tmp_path) -> None:
     trace = tmp_path / "trace.txt"
     write_built_component(components, "t.App", {
         "Install": mark(trace, "app-install"), "Run": mark(trace, "app-run")},
@@ -72,10 +75,11 @@ def test_install_then_run_and_dependencies_first(start, components, tmp_path) ->
     wait_state(runtime, "t.App", State.FINISHED)
     order = trace.read_text().split()
     assert sorted(order) == ["app-install", "app-run", "base-install", "base-run"]
-    # t.Base is RUNNING as soon as its Run process starts, so base-run may be written after
-    # app-install; everything else is ordered.
-    assert order.index("base-install") < order.index("app-install") < order.index("app-run")
-    assert order.index("base-install") < order.index("base-run")
+    # The nucleus installs before it waits for dependencies: app-install does not wait for
+    # t.Base; app-run waits until t.Base is RUNNING (its Run process started).
+    assert order.index("app-install") < order.index("base-install") < order.index("base-run")
+    assert order.index("app-install") < order.index("app-run")
+    assert order.index("base-install") < order.index("app-run")
     assert state(runtime, "t.Base") == State.RUNNING
 
 
@@ -105,8 +109,8 @@ def test_set_env_is_interpolated_and_step_env_wins(start, components, tmp_path) 
     assert seen["cwd"] == str(root / "work/t.App")
     assert env["AWS_IOT_THING_NAME"] == "tag-line-1"
     assert env["SVCUID"] and env["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"]
-    assert env["STREAM_MANAGER_SERVER_PORT"] == str(runtime.stream_manager.port)
-    assert env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] == runtime.stream_manager.auth_token
+    assert "STREAM_MANAGER_SERVER_PORT" not in env  # the nucleus sets no STREAM_MANAGER_* variable
+    assert env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] == env["SVCUID"]
     assert env["VQI_VENV_CACHE"]
 
 
@@ -172,17 +176,17 @@ def test_failed_install_blocks_hard_dependents_only(start, components, tmp_path)
     write_built_component(components, "t.Hard2", {"Run": "true"}, dependencies={"t.Hard": "HARD"})
     write_built_component(components, "t.Soft2", {"Run": "true"}, dependencies={"t.Hard": "SOFT"})
     runtime = start()
-    wanted = {"t.Model": "BROKEN", "t.Hard": "NEW", "t.Soft": "FINISHED", "t.Hard2": "NEW",
-              "t.Soft2": "FINISHED"}
+    wanted = {"t.Model": "BROKEN", "t.Hard": "INSTALLED", "t.Soft": "FINISHED",
+              "t.Hard2": "INSTALLED", "t.Soft2": "FINISHED"}
     assert runtime.supervisor.wait_until(
         lambda s: {n: x.state.value for n, x in s.items()} == wanted, 15)
     assert attempts.read_text().split() == ["try"] * 3
-    assert state(runtime, "t.Hard") == State.NEW
     assert "HARD dependency t.Model is BROKEN" in runtime.supervisor.status("t.Hard").message
     wait_state(runtime, "t.Soft2", State.FINISHED)  # a blocked SOFT dependency does not wait
-    assert state(runtime, "t.Hard2") == State.NEW
+    assert state(runtime, "t.Hard2") == State.INSTALLED
     assert "HARD dependency t.Hard is blocked" in runtime.supervisor.status("t.Hard2").message
-    assert not (tmp_path / "hard").exists() and (tmp_path / "soft").exists()
+    # Install does not wait for dependencies; Run does.
+    assert (tmp_path / "hard").exists() and (tmp_path / "soft").exists()
     log = (tmp_path / "root/logs/t.Model.log").read_text()
     assert "[WARN] (Install/stderr) t.Model: sha256 mismatch" in log
 
@@ -313,7 +317,9 @@ def test_deep_root_gets_a_short_socket_path_recorded_in_the_root(components, tmp
 @pytest.mark.timeout(60)
 def test_a_step_that_cannot_start_is_an_error_not_a_hang(start, components) -> None:
     write_built_component(components, "t.Gone", {"Install": "rm -rf {work:path}", "Run": "true"})
-    runtime = start(policy=RestartPolicy(max_errors=2, backoff_initial_s=0.1))
+    # As ggc_user the Install could not remove its own work folder (root owns work/).
+    runtime = start(policy=RestartPolicy(max_errors=2, backoff_initial_s=0.1),
+                    overrides=AS_RUNTIME_USER)
     wait_state(runtime, "t.Gone", State.BROKEN)
     assert "Run could not start" in runtime.supervisor.status("t.Gone").message
 
@@ -371,15 +377,95 @@ def test_one_runtime_per_root(start, components, tmp_path) -> None:
     second.stop()
 
 
-@pytest.mark.timeout(60)
-def test_component_process_reaches_ipc_with_the_supervisor_environment(start, components,
-                                                                      tmp_path) -> None:
+def report(state: str, then: str = "") -> str:
+    """A Run/Startup script: report `state` over IPC with the real SDK, print it, then `then`."""
     code = ("from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2 as C; "
-            "C().update_state(state='ERRORED'); print('reported')")
-    write_built_component(components, "t.Ipc", {"Run": f'{PYTHON} -c "{code}"'})
-    runtime = start()
-    wait_state(runtime, "t.Ipc", State.FINISHED)
-    assert "reported" in (tmp_path / "root/logs/t.Ipc.log").read_text()
+            f"C().update_state(state='{state}'); print('reported {state}', flush=True)")
+    return f'{SDK_PYTHON} -c "{code}"' + (f"; {then}" if then else "")
+
+
+@pytest.mark.timeout(60)
+def test_reported_errored_restarts_the_component_until_broken(start, components,
+                                                              tmp_path) -> None:
+    runs = tmp_path / "runs"
+    write_built_component(components, "t.Ipc", {"Run": f"echo x >> {runs}; "
+                                                       + report("ERRORED", "exec sleep 30")})
+    runtime = start(overrides=AS_RUNTIME_USER)
+    wait_state(runtime, "t.Ipc", State.BROKEN, 30)
+    assert len(runs.read_text().split()) == 3
+    assert "component reported ERRORED" in runtime.supervisor.status("t.Ipc").message
     runtime.write_status()
     status = json.loads((tmp_path / "root/status.json").read_text())["components"]["t.Ipc"]
-    assert (status["state"], status["reportedState"]) == ("FINISHED", "ERRORED")
+    assert (status["state"], status["reportedState"]) == ("BROKEN", "ERRORED")
+
+
+@pytest.mark.timeout(60)
+def test_reported_running_does_not_change_a_run_components_state(start, components,
+                                                                 tmp_path) -> None:
+    write_built_component(components, "t.Run", {"Run": report("RUNNING", "exec sleep 30")})
+    runtime = start(overrides=AS_RUNTIME_USER)
+    log = tmp_path / "root/logs/t.Run.log"
+    assert wait_for(lambda: "UpdateState RUNNING while RUNNING: ignored" in log.read_text(), 20)
+    status = runtime.supervisor.status("t.Run")
+    assert (status.state, status.message) == (State.RUNNING, "")
+
+
+@pytest.mark.timeout(60)
+def test_startup_is_starting_until_the_component_reports_running(start, components,
+                                                                 tmp_path) -> None:
+    gate = tmp_path / "gate"
+    write_built_component(components, "t.Svc", {"Startup": {
+        "Script": f"while [ ! -e {gate} ]; do sleep 0.05; done; " + report("RUNNING",
+                                                                          "exec sleep 30"),
+        "Timeout": 30}})
+    runtime = start(overrides=AS_RUNTIME_USER)
+    assert wait_for(lambda: state(runtime, "t.Svc") == State.STARTING)
+    time.sleep(0.5)
+    assert state(runtime, "t.Svc") == State.STARTING  # a live process is not readiness
+    gate.touch()
+    wait_state(runtime, "t.Svc", State.RUNNING, 20)
+    assert pid_alive(runtime.supervisor.status("t.Svc").pid)  # the process keeps running
+
+
+@pytest.mark.timeout(60)
+def test_startup_that_never_reports_running_times_out_as_an_error(start, components) -> None:
+    write_built_component(components, "t.Mute", {"Startup": {"Script": "exec sleep 60",
+                                                              "Timeout": 0.5}})
+    runtime = start(policy=RestartPolicy(max_errors=1, stop_grace_s=0.5))
+    wait_state(runtime, "t.Mute", State.BROKEN)
+    assert "Startup timed out after 0.5s" in runtime.supervisor.status("t.Mute").message
+
+
+@pytest.mark.timeout(60)
+def test_errors_are_counted_per_state(start, components, tmp_path) -> None:
+    count = tmp_path / "count"
+    # Two Install failures, then two crashes while RUNNING: neither state reaches three.
+    write_built_component(components, "t.Mixed", {
+        "Install": f"echo i >> {count}; [ $(grep -c i {count}) -ge 3 ]",
+        "Run": f"echo r >> {count}; [ $(grep -c r {count}) -ge 3 ] && exec sleep 30; exit 1"})
+    runtime = start(policy=RestartPolicy())
+    assert wait_for(lambda: count.exists() and count.read_text().split().count("r") == 3, 20)
+    time.sleep(0.3)
+    status = runtime.supervisor.status("t.Mixed")
+    assert (status.state, status.errors) == (State.RUNNING, 2)
+    assert count.read_text().split() == ["i", "i", "i", "r", "r", "r"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("skip_if,skipped", [("exists /", True), ("! exists /", False),
+                                             ("!onpath sh", False), ("onpath sh", True)])
+def test_skip_if_knows_negation(start, components, tmp_path, skip_if, skipped) -> None:
+    write_built_component(components, "t.Skip", {
+        "Install": {"Script": f"touch {tmp_path / 'ran'}", "SkipIf": skip_if}})
+    runtime = start()
+    wait_state(runtime, "t.Skip", State.FINISHED)
+    assert (tmp_path / "ran").exists() is not skipped
+
+
+@pytest.mark.timeout(60)
+def test_skip_if_with_an_unknown_operator_is_an_error(start, components) -> None:
+    write_built_component(components, "t.Bad", {"Install": {"Script": "true",
+                                                            "SkipIf": "missing /x"}})
+    runtime = start(policy=RestartPolicy(max_errors=1))
+    wait_state(runtime, "t.Bad", State.BROKEN)
+    assert "invalid SkipIf 'missing /x'" in runtime.supervisor.status("t.Bad").message

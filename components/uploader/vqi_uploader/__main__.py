@@ -11,7 +11,7 @@ from shared import logs
 from shared.config import ConfigError
 
 from . import COMPONENT_NAME
-from .config import load_config
+from .config import load_config, stream_manager_port
 
 
 def main() -> int:
@@ -23,6 +23,7 @@ def main() -> int:
     ipc = IpcClient()
     try:
         cfg = load_config(ipc.get_configuration())
+        log.info("Stream Manager port %d", stream_manager_port(dict(os.environ)))
     except ConfigError as exc:
         log.error("%s", exc)
         ipc.report_errored()

@@ -118,3 +118,21 @@ def load_config(raw: dict) -> UploaderConfig:
     if len(names) != 3:
         raise ConfigError("invalid configuration: the three stream names must differ")
     return cfg
+
+
+def stream_manager_port(environ: dict) -> int:
+    """The port the stream-manager SDK will dial (it reads STREAM_MANAGER_SERVER_PORT, else 8088).
+
+    The nucleus sets no such variable: the recipe's setEnv takes it from Stream Manager's own
+    configuration, so a port changed in a deployment reaches this component. Checked here so a
+    value that was not interpolated fails with a message instead of inside the SDK.
+    """
+    from shared.config import ConfigError
+
+    raw = environ.get("STREAM_MANAGER_SERVER_PORT", "8088")
+    if not raw.strip().isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigError(
+            f"STREAM_MANAGER_SERVER_PORT is {raw!r}, not a port: the recipe sets it from "
+            "{aws.greengrass.StreamManager:configuration:/STREAM_MANAGER_SERVER_PORT}, which "
+            "needs aws.greengrass.StreamManager deployed as a dependency")
+    return int(raw)

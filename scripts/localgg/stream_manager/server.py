@@ -18,6 +18,7 @@ import os
 import secrets
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,8 @@ class _Connection:
 
 class StreamManagerServer:
     """Stream Manager stand-in; `with StreamManagerServer(root) as sm:` then point the SDK at
-    sm.port with AWS_CONTAINER_AUTHORIZATION_TOKEN=sm.auth_token (see `env()`)."""
+    sm.port with AWS_CONTAINER_AUTHORIZATION_TOKEN=sm.auth_token (see `env()`). Under the
+    runtime, `accepts_token` instead accepts each component's SVCUID, as the real one does."""
 
     def __init__(
         self,
@@ -87,11 +89,13 @@ class StreamManagerServer:
         bucket_root: Path | None = None,
         kinesis_log: Path | None = None,
         host: str = "127.0.0.1",
+        accepts_token: Callable[[str], bool] | None = None,
     ) -> None:
         self.root = Path(root)
         self.port = port
         self.host = host
         self.auth_token = auth_token or secrets.token_urlsafe(24)
+        self._accepts_token = accepts_token
         self.bucket_root = Path(bucket_root) if bucket_root else self.root / "s3"
         self.kinesis_log = Path(kinesis_log) if kinesis_log else self.root / "kinesis.jsonl"
         self._thread: threading.Thread | None = None
@@ -160,6 +164,11 @@ class StreamManagerServer:
         if loop is not None:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._refresh_online)
+
+    def _token_ok(self, token: str) -> bool:
+        if self._accepts_token is not None:
+            return self._accepts_token(token)
+        return hmac.compare_digest(token.encode(), self.auth_token.encode())
 
     @property
     def online(self) -> bool:
@@ -276,7 +285,7 @@ class StreamManagerServer:
             if isinstance(req.request_id, str):
                 resp.request_id = req.request_id
             token = req.auth_token if isinstance(req.auth_token, str) else ""
-            if not hmac.compare_digest(token.encode(), self.auth_token.encode()):
+            if not self._token_ok(token):
                 raise _ConnectRefused(ResponseStatusCode.Unauthorized,
                                       "invalid AWS_CONTAINER_AUTHORIZATION_TOKEN")
             offered = [req.protocol_version, *(req.other_supported_protocol_versions or [])]
