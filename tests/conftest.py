@@ -2,31 +2,42 @@
 
 Run as root (CI, containers), the local runtime runs every component as ggc_user, as a core device
 does. pytest makes its temporary folders 0700, which nobody else can enter, while a device's
-/greengrass/v2 is 0755; so here each test's tmp_path is opened to other users (0777) and the
-folders above it made traversable (o+x), so component processes can reach the runtime root and
-the marker files that tests ask them to write.
+/greengrass/v2 is 0755; so, as root, every temporary folder is opened to other users (0777) and
+the folders above it made traversable (o+x), so that component processes can reach the runtime
+roots and write the marker files tests ask them to write.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 
-def _open_to_component_users(path: Path) -> None:
+def _traversable(path: Path) -> None:
     for folder in (path, *path.parents):
         mode = folder.stat().st_mode
         if not mode & stat.S_IXOTH:
             os.chmod(folder, stat.S_IMODE(mode) | stat.S_IXOTH)
 
 
-@pytest.fixture(autouse=True)
-def _tmp_path_reachable_by_component_users(request: pytest.FixtureRequest) -> None:
-    if os.geteuid() != 0 or "tmp_path" not in request.fixturenames:
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_folders_reachable_by_component_users(
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    if os.geteuid() != 0:
+        yield
         return
-    tmp_path: Path = request.getfixturevalue("tmp_path")
-    _open_to_component_users(tmp_path)
-    os.chmod(tmp_path, 0o777)
+    _traversable(tmp_path_factory.getbasetemp())
+    original = pytest.TempPathFactory.mktemp
+
+    def mktemp(self: pytest.TempPathFactory, basename: str, numbered: bool = True) -> Path:
+        path = original(self, basename, numbered)
+        os.chmod(path, 0o777)
+        return path
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pytest.TempPathFactory, "mktemp", mktemp)
+        yield

@@ -491,7 +491,9 @@ class IpcServer:
             try:
                 self._aserver = self._loop.run_until_complete(self._loop.create_unix_server(
                     lambda: _Connection(self), path=str(self._socket_path)))
-                os.chmod(self._socket_path, 0o600)
+                # Everyone may connect, as on the nucleus (Permissions.setIpcSocketPermission);
+                # the SVCUID is what authenticates.
+                os.chmod(self._socket_path, 0o666)
             except BaseException as exc:  # reported to start()'s caller
                 failure.append(exc)
                 ready.set()

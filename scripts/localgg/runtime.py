@@ -24,6 +24,7 @@ import shlex
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,7 +247,9 @@ def _socket_path(root: Path) -> Path:
     candidate = root.absolute() / "ipc.socket"
     if len(os.fsencode(str(candidate))) <= _MAX_SOCKET_PATH:
         return candidate
-    return Path(tempfile.mkdtemp(prefix="lgg-")) / "ipc.sock"
+    folder = Path(tempfile.mkdtemp(prefix="lgg-"))
+    os.chmod(folder, 0o755)  # component users must reach the socket
+    return folder / "ipc.sock"
 
 
 class LocalRuntime:
@@ -267,6 +270,7 @@ class LocalRuntime:
         self._event_log: Any = None
         self._stopped = False
         self._lock_file: Any = None
+        self.run_as: RunAs | None = None  # the components' user, once started
         self._held: dict[str, Any] = {}  # configuration of components not deployed this time
         self._configurations: dict[str, dict[str, Any]] = {}
 
@@ -287,8 +291,13 @@ class LocalRuntime:
         if self.echo:
             print(line, file=sys.stderr, flush=True)
 
-    def start(self, run_components: bool = True) -> None:
-        """Deploy the built components, start the servers and (in run mode) the lifecycles."""
+    def start(self, run_components: bool = True,
+              prepare: Callable[[RunAs | None], None] | None = None) -> None:
+        """Deploy the built components, start the servers and (in run mode) the lifecycles.
+
+        `prepare(run_as)` runs after the deployment and before any component starts: what an
+        operator does on a device beforehand, e.g. create a camera inbox the component user owns.
+        """
         from localgg.ipc_server import IpcServer
         from localgg.stream_manager.server import StreamManagerServer
 
@@ -307,7 +316,7 @@ class LocalRuntime:
         self.recipes = self._load()
         configurations = self._deploy_configuration()
         nucleus = configurations[NUCLEUS]
-        run_as = self._run_as(nucleus)
+        run_as = self.run_as = self._run_as(nucleus)
         if run_as is not None:
             check_reachable(self.root, run_as)
         paths = {r.name: deploy_component(self.root, r, run_as) for r in self.recipes}
@@ -350,6 +359,7 @@ class LocalRuntime:
                 **self.ipc.ipc_env(recipe.name),
                 "AWS_CONTAINER_AUTHORIZATION_TOKEN": self.ipc.ipc_env(recipe.name)[SVCUID_ENV],
                 "AWS_IOT_THING_NAME": self.options.thing_name,
+                "GREENGRASS_COMPONENT_VERSION": recipe.version,
                 "AWS_REGION": self.options.region,
                 "AWS_DEFAULT_REGION": self.options.region,
                 "GG_ROOT_CA_PATH": str(self.root / "rootCA.pem"),
@@ -367,6 +377,8 @@ class LocalRuntime:
         self.log_event(f"started in {self.mode} mode: ipc {socket_path}, stream manager "
                        f"port {self.stream_manager.port}, components {names}, running as "
                        f"{run_as.user + ':' + run_as.group if run_as else 'the current user'}")
+        if prepare is not None:
+            prepare(run_as)
         if run_components:
             self.supervisor = Supervisor(specs, self.root / "logs", self.options.policy,
                                          on_change=self._on_change)
@@ -413,9 +425,11 @@ class LocalRuntime:
         """Persist what components changed over IPC (the nucleus keeps config.tlog)."""
         if self.ipc is None:
             return
-        current = {**self._configurations,
-                   **{r.name: self.ipc.get_configuration(r.name) for r in self.recipes}}
-        if current != self._configurations:
+        current = copy.deepcopy(self._configurations)
+        for recipe in self.recipes:
+            with contextlib.suppress(KeyError):  # not registered: the start failed before it
+                current[recipe.name] = self.ipc.get_configuration(recipe.name)
+        if self._configurations and current != self._configurations:
             self._configurations = current
             self._save_configuration(current)
 
@@ -524,7 +538,6 @@ class LocalRuntime:
         self._stopped = True
         if self.supervisor is not None:
             self.supervisor.stop()
-            self.save_configuration()
             escaped = kill_marked(ROOT_MARKER, str(self.root))
             if escaped:
                 self.log_event(f"killed {len(escaped)} process(es) that left their component's "
@@ -533,6 +546,7 @@ class LocalRuntime:
         if self.stream_manager is not None:
             self.stream_manager.stop()
         if self.ipc is not None:
+            self.save_configuration()
             self.ipc.stop()
             socket_dir = Path(self.ipc.socket_path).parent
             if socket_dir.name.startswith("lgg-") and socket_dir != self.root:

@@ -8,6 +8,7 @@ results on the results topic through a real IPC client with its own read-only id
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import sys
@@ -45,7 +46,7 @@ def demo_overrides(root: Path, site_file: Path) -> Dict[str, Any]:
         UPLOADER: {"StagingDir": str(root / "images" / "upload-staging")},
     }
     for name, merge in folders.items():
-        overrides.setdefault(name, {"merge": {}})["merge"].update(merge)
+        overrides.setdefault(name, {}).setdefault("merge", {}).update(merge)
     return overrides
 
 
@@ -78,19 +79,15 @@ def observe(runtime: Any, observed: Observed) -> Any:
     return client
 
 
-def wait_reported_running(runtime: Any, names: List[str], timeout: float = 120.0) -> List[str]:
-    """Wait until each component has told the nucleus it is RUNNING (its set-up is done).
-
-    The lifecycle's RUNNING only means the process started; the component's own UpdateState
-    comes after it prepared its folders and subscriptions. Returns the names still not running.
-    """
-    deadline = time.monotonic() + timeout
-    waiting = list(names)
-    while waiting and time.monotonic() < deadline:
-        waiting = [n for n in waiting if runtime.ipc.component_state(n) != "RUNNING"]
-        if waiting:
-            time.sleep(0.1)
-    return waiting
+def prepare_folders(root: Path, run_as: Any) -> None:
+    """What an operator does before the deployment: folders outside the 0700 work folders that
+    the component user owns; the inbox also writable for the group a camera writes as (2770)."""
+    for folder, mode in (("inbox", 0o2770), ("images", 0o750), ("annotated", 0o750)):
+        path = root / folder
+        path.mkdir(parents=True, exist_ok=True)
+        if run_as is not None:
+            os.chown(path, run_as.uid, run_as.gid)
+        os.chmod(path, mode)
 
 
 def drop_like_a_camera(images: List[Path], inbox: Path) -> None:
@@ -213,7 +210,9 @@ def run_demo(
           "(the first run builds their virtual environments; minutes)", flush=True)
     client = None
     try:
-        runtime.start()  # Ctrl-C until the components settle: KeyboardInterrupt, then stop
+        # Ctrl-C until the components settle: KeyboardInterrupt, then stop. The services use a
+        # Startup step, so RUNNING means each has reported that its set-up is done.
+        runtime.start(prepare=lambda run_as: prepare_folders(root, run_as))
         states = runtime.wait_settled(install_timeout)
         for name, state in sorted(states.items()):
             print(f"  {name:<30} {state}", flush=True)
@@ -223,10 +222,6 @@ def run_demo(
                 log = root / "logs" / f"{name}.log"
                 tail = log.read_text(errors="replace").splitlines()[-15:] if log.is_file() else []
                 print(f"run-local: {name} is {bad[name]}; last log lines:\n  " + "\n  ".join(tail))
-            return 1
-        not_ready = wait_reported_running(runtime, [IMAGE_SOURCE, INFERENCE, UPLOADER])
-        if not_ready:
-            print(f"run-local: {not_ready} did not report RUNNING; see their logs", flush=True)
             return 1
         stop = threading.Event()
         signal.signal(signal.SIGINT, lambda *_: stop.set())

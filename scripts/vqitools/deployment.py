@@ -1,8 +1,14 @@
 """Greengrass deployment documents for a site, from a small per-site settings file.
 
 The output is the JSON `aws greengrassv2 create-deployment --cli-input-json file://...` takes: the
-four components at chosen versions, Stream Manager, and each component's configuration merge.
+four components at chosen versions, Stream Manager, and each component's configuration update.
 Setting keys are checked against the recipe defaults so a typo fails here, not on the line.
+
+A deployment PATCHES what a device holds (KernelConfigResolver.resolveConfigurationToApply): a key
+dropped from a site file would stay on the device. So the site file is made declarative: each of
+this product's components gets `reset: [""]` (back to its recipe defaults) before its merge.
+`aws.greengrass.Nucleus` and `aws.greengrass.StreamManager` get only a merge of the keys the site
+names: resetting the nucleus's whole configuration would wipe the device's endpoints and region.
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from localgg.builtins import BUILTIN_DEFAULTS, NUCLEUS, STREAM_MANAGER
 from vqitools.build import REPO_ROOT, find_recipe, load_recipe
 from vqitools.publish import published_version
 
 COMPONENTS_DIR = REPO_ROOT / "components"
-STREAM_MANAGER = "aws.greengrass.StreamManager"
 DEFAULT_STREAM_MANAGER_VERSION = "2.2.1"
+RESET_ALL = [""]
 SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
 TARGET_ARN = re.compile(r"^arn:aws[a-z-]*:iot:[a-z0-9-]+:\d{12}:(thing|thinggroup)/[\w:.-]+$")
 
@@ -51,13 +58,17 @@ def configuration_merges(
     site: Dict[str, Any], known: Dict[str, Dict[str, Any]]
 ) -> Dict[str, Dict[str, Any]]:
     """Per-component merges from `site['configuration']`, keys checked against recipe defaults."""
+    if "streamManagerConfiguration" in site:
+        raise SiteError(f"streamManagerConfiguration is gone: put those keys under "
+                        f"configuration.{STREAM_MANAGER}")
     merges: Dict[str, Dict[str, Any]] = {}
     for name, merge in (site.get("configuration") or {}).items():
-        if name not in known:
+        if name not in known and name not in BUILTIN_DEFAULTS:
             raise SiteError(f"configuration for unknown component {name!r}")
         if not isinstance(merge, dict):
             raise SiteError(f"configuration of {name} must be a mapping of recipe keys")
-        defaults = known[name].get("ComponentConfiguration", {}).get("DefaultConfiguration", {})
+        defaults = BUILTIN_DEFAULTS[name] if name in BUILTIN_DEFAULTS else (
+            known[name].get("ComponentConfiguration", {}).get("DefaultConfiguration", {}))
         unknown = sorted(set(merge) - set(defaults))
         if unknown:
             raise SiteError(
@@ -103,22 +114,23 @@ def deployment_document(
         )
     known = recipes(components_dir)
     versions = resolve_versions(site, known, version_overrides or {})
-    merges = configuration_merges(site, known)
+    versions[STREAM_MANAGER] = str(site.get("streamManagerVersion",
+                                            DEFAULT_STREAM_MANAGER_VERSION))
+    updates = configuration_updates(site, known)
+    if NUCLEUS in updates:
+        if not SEMVER.match(str(site.get("nucleusVersion", ""))):
+            raise SiteError(f"configuration for {NUCLEUS} needs nucleusVersion: the version "
+                            "your devices run (a deployment names every component it changes)")
+        versions[NUCLEUS] = str(site["nucleusVersion"])
     components: Dict[str, Any] = {}
-    for name in sorted(known):
+    for name in sorted(versions):
         entry: Dict[str, Any] = {"componentVersion": versions[name]}
-        if name in merges:
-            # The API takes the merge as a JSON string, exactly as the console's JSON box.
-            entry["configurationUpdate"] = {"merge": json.dumps(merges[name], sort_keys=True)}
+        if name in updates:
+            update = dict(updates[name])
+            if "merge" in update:  # the API takes the merge as a JSON string, as the console
+                update["merge"] = json.dumps(update["merge"], sort_keys=True)
+            entry["configurationUpdate"] = update
         components[name] = entry
-    components[STREAM_MANAGER] = {
-        "componentVersion": str(site.get("streamManagerVersion", DEFAULT_STREAM_MANAGER_VERSION))
-    }
-    sm_config = site.get("streamManagerConfiguration")
-    if sm_config:
-        components[STREAM_MANAGER]["configurationUpdate"] = {
-            "merge": json.dumps(sm_config, sort_keys=True)
-        }
     return {
         "targetArn": target,
         "deploymentName": str(site.get("deploymentName") or f"vqi-{target.rsplit('/', 1)[-1]}"),
@@ -132,10 +144,25 @@ def deployment_document(
     }
 
 
+def configuration_updates(site: Dict[str, Any],
+                          known: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    """Each component's configurationUpdate: reset + merge for ours, merge for the built-ins."""
+    merges = configuration_merges(site, known)
+    updates: Dict[str, Dict[str, Any]] = {}
+    for name in sorted(known):
+        updates[name] = {"reset": list(RESET_ALL)}
+        if name in merges:
+            updates[name]["merge"] = merges[name]
+    for name in BUILTIN_DEFAULTS:
+        if name in merges:
+            updates[name] = {"merge": merges[name]}
+    return updates
+
+
 def local_overrides(site: Dict[str, Any], components_dir: Path = COMPONENTS_DIR) -> Dict[str, Any]:
-    """The same merges in the local runtime's override format ({name: {"merge": {...}}})."""
-    merges = configuration_merges(site, recipes(components_dir))
-    return {name: {"merge": merge} for name, merge in merges.items()}
+    """The same configuration updates for the local runtime (merges as objects, not JSON text);
+    each local run with a site file is a deployment onto what the runtime root holds."""
+    return configuration_updates(site, recipes(components_dir))
 
 
 def parse_version_args(values: List[str]) -> Dict[str, str]:

@@ -69,7 +69,39 @@ def test_target_must_be_a_thing_or_thing_group_arn(arn):
 def test_the_same_site_settings_drive_the_local_runtime():
     overrides = local_overrides(site())
     assert overrides["com.example.vqi.Inference"] == {
-        "merge": site()["configuration"]["com.example.vqi.Inference"]}
+        "reset": [""], "merge": site()["configuration"]["com.example.vqi.Inference"]}
+
+
+def test_every_product_component_is_reset_before_its_merge_so_the_site_file_is_declarative():
+    doc = deployment_document(site(configuration={"com.example.vqi.Inference": {
+        "ResultTopic": "vqi/results"}}))
+    for name in NAMES:
+        assert doc["components"][name]["configurationUpdate"]["reset"] == [""]
+    assert "merge" not in doc["components"]["com.example.vqi.Uploader"]["configurationUpdate"]
+
+
+def test_built_in_components_get_only_a_merge_of_the_keys_the_site_names():
+    doc = deployment_document(site(nucleusVersion="2.14.0", configuration={
+        "aws.greengrass.Nucleus": {"interpolateComponentConfiguration": True},
+        "aws.greengrass.StreamManager": {"STREAM_MANAGER_SERVER_PORT": "8089"}}))
+    nucleus = doc["components"]["aws.greengrass.Nucleus"]
+    assert nucleus["componentVersion"] == "2.14.0"
+    assert nucleus["configurationUpdate"] == {
+        "merge": json.dumps({"interpolateComponentConfiguration": True})}
+    sm = doc["components"]["aws.greengrass.StreamManager"]["configurationUpdate"]
+    assert sm == {"merge": json.dumps({"STREAM_MANAGER_SERVER_PORT": "8089"})}
+
+
+def test_nucleus_configuration_needs_the_nucleus_version():
+    with pytest.raises(SiteError, match="nucleusVersion"):
+        deployment_document(site(configuration={
+            "aws.greengrass.Nucleus": {"interpolateComponentConfiguration": True}}))
+
+
+def test_an_unknown_stream_manager_key_is_refused():
+    with pytest.raises(SiteError, match="unknown configuration keys.*STREAM_MANAGER_PORT"):
+        deployment_document(site(configuration={
+            "aws.greengrass.StreamManager": {"STREAM_MANAGER_PORT": "1"}}))
 
 
 def test_the_cli_writes_the_document(tmp_path):

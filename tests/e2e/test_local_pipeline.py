@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -107,54 +108,93 @@ def wait_for(condition, timeout: float) -> bool:
     return condition()
 
 
-@pytest.mark.timeout(1200)
-def test_bad_files_go_to_failed_or_quarantine_with_a_reason_and_the_rest_goes_on(run, tmp_path):
+@pytest.fixture(scope="module")
+def live(run, tmp_path_factory):
+    """The graph deployed with the fleet's example site file, as on a default core device."""
     from localgg.runtime import LocalRuntime, RuntimeOptions
-    from vqitools.demo import (
-        IMAGE_SOURCE,
-        INFERENCE,
-        UPLOADER,
-        Observed,
-        demo_overrides,
-        observe,
-        wait_reported_running,
-    )
+    from vqitools.demo import Observed, demo_overrides, observe, prepare_folders
 
-    root = tmp_path / "root"
+    root = tmp_path_factory.mktemp("live") / "root"
     options = RuntimeOptions(root=root, components_dir=REPO / "components",
-                             overrides=demo_overrides(root, REPO / "scripts/sites/local.yaml"))
+                             overrides=demo_overrides(root, REPO / "scripts/sites/example.yaml"))
     runtime = LocalRuntime(options)
     client = None
     try:
-        runtime.start()
+        runtime.start(prepare=lambda run_as: prepare_folders(root, run_as))
         states = runtime.wait_settled(900)
         assert set(states.values()) <= {"RUNNING", "FINISHED"}, states
-        assert wait_reported_running(runtime, [IMAGE_SOURCE, INFERENCE, UPLOADER]) == []
         observed = Observed()
         client = observe(runtime, observed)
-        inbox = root / "inbox"
-        good = (SAMPLES / "good_01.jpg").read_bytes()
-        corrupt = good[:200] + bytes(len(good) - 210) + good[-10:]  # JPEG start and end, no data
-        (inbox / "corrupt.jpg").write_bytes(corrupt)
-        (inbox / "notes.jpg").write_text("not an image")
-        (inbox / "good.jpg").write_bytes(good)
-
-        def files(folder: str) -> list:
-            return sorted(p.name for p in (root / "images" / folder).rglob("*") if p.is_file())
-
-        assert wait_for(lambda: len(files("failed")) == 2 and len(files("quarantine")) == 2
-                        and len(files("done")) == 1, 120), (files("failed"), files("quarantine"))
-        failed_reason = next(p for p in (root / "images/failed").rglob("*.reason.json"))
-        assert "corrupt_image" in failed_reason.read_text()
-        quarantine_reason = next(p for p in (root / "images/quarantine").rglob("*.reason.json"))
-        assert "not an image" in quarantine_reason.read_text()
-        verdicts = {original_name(r["path"]): r["verdict"] for r in observed.results.values()}
-        assert verdicts == {"corrupt.jpg": "ERROR", "good.jpg": "OK"}
-        assert not [p for p in inbox.rglob("*") if p.is_file()]
-        kinesis = root / "cloud/kinesis.jsonl"
-        assert wait_for(lambda: kinesis.is_file() and len(kinesis.read_text().splitlines()) == 2,
-                        30), "every result, errors included, goes to Kinesis"
+        yield runtime, observed
     finally:
         if client is not None:
             client.close()
         runtime.stop()
+
+
+@pytest.mark.timeout(1200)
+def test_components_run_unprivileged_in_private_work_folders(live):
+    runtime, _ = live
+    services = ["com.example.vqi.ImageSource", "com.example.vqi.Inference",
+                "com.example.vqi.Uploader"]
+    for name in services:
+        pid = runtime.supervisor.status(name).pid
+        uid = int(Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split()[0])
+        assert uid == os.geteuid() if os.geteuid() != 0 else uid != 0, (name, uid)
+    for name in [*services, "com.example.vqi.Model"]:
+        work = runtime.root / "work" / name
+        assert stat.S_IMODE(work.stat().st_mode) == 0o700, name
+        if os.geteuid() == 0:
+            assert work.stat().st_uid == runtime.run_as.uid != 0
+
+
+@pytest.mark.timeout(1200)
+def test_example_site_publishes_defects_to_iot_core_on_a_default_nucleus(live):
+    runtime, observed = live
+    (runtime.root / "inbox" / "defect.jpg").write_bytes((SAMPLES / "defective_01.jpg").read_bytes())
+    cloud = runtime.root / "cloud/iotcore.jsonl"
+
+    def published() -> list:
+        if not cloud.is_file():
+            return []
+        lines = [json.loads(line) for line in cloud.read_text().splitlines()]
+        return [m for m in lines if m["topic"] == "vqi/local-thing/results"
+                and original_name(m["payload"]["path"]) == "defect.jpg"]
+
+    assert wait_for(lambda: published(), 120), "no IoT Core result for the defect image"
+    assert published()[0]["payload"]["verdict"] == "DEFECT"
+    held = json.loads((runtime.root / "config/config.json").read_text())
+    assert not held["aws.greengrass.Nucleus"]["interpolateComponentConfiguration"]
+
+
+@pytest.mark.timeout(1200)
+def test_bad_files_go_to_failed_or_quarantine_with_a_reason_and_the_rest_goes_on(live):
+    runtime, observed = live
+    root = runtime.root
+    inbox = root / "inbox"
+    good = (SAMPLES / "good_01.jpg").read_bytes()
+    corrupt = good[:200] + bytes(len(good) - 210) + good[-10:]  # JPEG start and end, no data
+    (inbox / "corrupt.jpg").write_bytes(corrupt)
+    (inbox / "notes.jpg").write_text("not an image")
+    (inbox / "good.jpg").write_bytes(good)
+
+    def files(folder: str) -> list:
+        return sorted(p.name for p in (root / "images" / folder).rglob("*") if p.is_file())
+
+    def verdicts() -> dict:
+        return {original_name(r["path"]): r["verdict"] for r in observed.results.values()}
+
+    assert wait_for(lambda: len(files("failed")) == 2 and len(files("quarantine")) == 2
+                    and "good.jpg" in str(files("done")), 120), (files("failed"),
+                                                                 files("quarantine"))
+    failed_reason = next(p for p in (root / "images/failed").rglob("*.reason.json"))
+    assert "corrupt_image" in failed_reason.read_text()
+    quarantine_reason = next(p for p in (root / "images/quarantine").rglob("*.reason.json"))
+    assert "not an image" in quarantine_reason.read_text()
+    assert {k: v for k, v in verdicts().items() if k != "defect.jpg"} == {
+        "corrupt.jpg": "ERROR", "good.jpg": "OK"}
+    assert not [p for p in inbox.rglob("*") if p.is_file()]
+    kinesis = root / "cloud/kinesis.jsonl"
+    results = len(observed.results)
+    assert wait_for(lambda: kinesis.is_file() and len(kinesis.read_text().splitlines())
+                    == results, 30), "every result, errors included, goes to Kinesis"

@@ -33,10 +33,9 @@ OBSERVER_ACL = {
 }
 
 
-def recipe_configuration(thing: str = THING) -> Dict[str, Any]:
-    """DefaultConfiguration from the recipe, {iot:thingName} interpolated as the nucleus does."""
-    text = RECIPE.read_text().replace("{iot:thingName}", thing)
-    return yaml.safe_load(text)["ComponentConfiguration"]["DefaultConfiguration"]
+def recipe_configuration() -> Dict[str, Any]:
+    """DefaultConfiguration from the recipe, as a default nucleus holds it (not interpolated)."""
+    return yaml.safe_load(RECIPE.read_text())["ComponentConfiguration"]["DefaultConfiguration"]
 
 
 class Collector:

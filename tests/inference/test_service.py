@@ -154,6 +154,29 @@ def test_defects_policy_sends_only_defects_to_iot_core(runtime: LocalRuntime, lo
 
 
 @pytest.mark.timeout(60)
+def test_refused_iot_core_publish_is_counted_and_logged_once(runtime: LocalRuntime, loaded,
+                                                             tmp_path: Path, caplog) -> None:
+    # The recipe allows vqi/+/results on IoT Core; a topic outside it is refused by the nucleus.
+    service = start_service(runtime, loaded, IotCorePublishPolicy="ALL",
+                            IotCoreResultTopic="alerts/{thing}")
+    obs = runtime.observer(RESULTS)
+    path = write_image(tmp_path / "a.png", textured_image(300, 300, 4))
+    with caplog.at_level("ERROR"):
+        for n in range(3):
+            obs.publish_json("vqi/images", event(f"img-{n}", path))
+        assert len(runtime.collector.wait(RESULTS, 3)) == 3  # local results still flow
+        deadline = time.monotonic() + 10
+        while service.metrics.totals["iot_core_refused"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        metrics = service._publish_metrics()
+    service.stop()
+    assert metrics["iot_core_refused"] == 3 and metrics["publish_failures"] == 0
+    refusals = [r for r in caplog.records if "IoT Core refused publishing" in r.getMessage()]
+    assert len(refusals) == 1 and f"alerts/{THING}" in refusals[0].getMessage()
+    assert runtime.cloud_messages() == []
+
+
+@pytest.mark.timeout(60)
 def test_annotated_image_written_for_defects(runtime: LocalRuntime, loaded,
                                              tmp_path: Path) -> None:
     folder = tmp_path / "annotated"

@@ -81,7 +81,7 @@ def test_unknown_variables_are_left_verbatim(ctx, text) -> None:
     assert interpolate(text, ctx) == text
 
 
-def test_access_control_resources_are_interpolated(ctx) -> None:
+def test_configuration_trees_interpolate_like_lifecycle_text(ctx) -> None:
     access = {"aws.greengrass.ipc.mqttproxy": {"t.App:mqtt:1": {
         "operations": ["aws.greengrass#PublishToIoTCore"],
         "resources": ["vqi/{iot:thingName}/results", "vqi/{iot:thingName}/#"]}}}

@@ -19,6 +19,7 @@ from shared.messages import VERDICT_ERROR, InspectionResult, MessageError, utc_n
 
 from . import COMPONENT, retention
 from .claims import DELETE, DONE, FAILED, Claim, ClaimError, ClaimStore
+from .inbox_access import camera_access_problem
 from .intake import Candidate, Decision, Intake
 from .layout import Layout
 from .metrics import Metrics
@@ -96,6 +97,9 @@ class Service:
     def start(self) -> None:
         """Prepare folders, re-publish claims left by a previous run, and watch the inbox."""
         self.layout.prepare()
+        problem = camera_access_problem(self.layout.inbox)
+        if problem:
+            log.warning("a camera writing as another user cannot drop images: %s", problem)
         now = self._clock()
         for claim in self.claims.recover(self.settings.camera_id):
             flight = Flight(claim, now, self._completions, now)

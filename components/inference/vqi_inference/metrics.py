@@ -78,6 +78,7 @@ class Metrics:
                 "duplicates": self._counts["duplicates"],
                 "bad_events": self._counts["bad_events"],
                 "publish_failures": self._counts["publish_failures"],
+                "iot_core_refused": self._counts["iot_core_refused"],
                 "latency_ms": percentiles(list(self._latency)),
                 "inference_ms": percentiles(list(self._inference)),
                 "queue_depth": queue_depth,

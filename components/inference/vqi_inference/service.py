@@ -20,6 +20,7 @@ from .decode import TRANSIENT_CODES
 from .metrics import Metrics
 from .model import LoadedModel
 from .pipeline import Job, Limits, Outcome, Pipeline
+from .throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class Service:
         self.effective = settings.resolve(config, model.spec)  # ConfigError if it does not fit
         self.started_config = config
         self.metrics = Metrics(COMPONENT_NAME)
+        self.throttle = Throttle(log)
         self._lock = threading.Lock()
         self._recent: "OrderedDict[str, InspectionResult]" = OrderedDict()
         self._inflight: Set[str] = set()
@@ -154,9 +156,7 @@ class Service:
                 try:
                     self.ipc.publish_iot_core(topic, message, eff.config.iot_core_qos)
                 except Exception as exc:
-                    self.metrics.count("publish_failures")
-                    log.error("cannot publish result for %s to IoT Core: %s",
-                              result.image_id, exc)
+                    self._iot_core_failed(topic, exc)
 
     def _publish_metrics(self) -> Dict[str, Any]:
         eff = self.effective
@@ -164,12 +164,29 @@ class Service:
         try:
             if eff.config.metrics_topic:
                 self.ipc.publish_json(eff.config.metrics_topic, message)
-            topic = settings.iot_topic(eff.config.iot_core_metrics_topic, self.thing_name)
-            if topic:
-                self.ipc.publish_iot_core(topic, message, eff.config.iot_core_qos)
         except Exception as exc:
             log.warning("cannot publish metrics: %s", exc)
+        topic = settings.iot_topic(eff.config.iot_core_metrics_topic, self.thing_name)
+        if topic:
+            try:
+                self.ipc.publish_iot_core(topic, message, eff.config.iot_core_qos)
+            except Exception as exc:
+                self._iot_core_failed(topic, exc)
         return message
+
+    def _iot_core_failed(self, topic: str, exc: Exception) -> None:
+        """Counted in metrics and logged as an error, at most once a minute per topic and cause."""
+        refused = type(exc).__name__ == "UnauthorizedError"
+        self.metrics.count("iot_core_refused" if refused else "publish_failures")
+        if refused:
+            self.throttle.error(
+                f"refused:{topic}", "IoT Core refused publishing to %s (UnauthorizedError): the "
+                "recipe's accessControl aws.greengrass.ipc.mqttproxy must allow this topic "
+                "(a default nucleus does not interpolate {iot:thingName} there); messages to "
+                "it are dropped", topic)
+        else:
+            self.throttle.error(f"failed:{topic}", "cannot publish to IoT Core topic %s: %s",
+                                topic, exc)
 
     def _metrics_loop(self) -> None:
         while not self._stop.wait(self.effective.config.metrics_interval_s):
