@@ -214,6 +214,9 @@ def run_demo(
         # Startup step, so RUNNING means each has reported that its set-up is done.
         runtime.start(prepare=lambda run_as: prepare_folders(root, run_as))
         states = runtime.wait_settled(install_timeout)
+        user = runtime.run_as
+        print(f"run-local: components run as "
+              f"{user.user + ':' + user.group if user else 'you (not root)'}", flush=True)
         for name, state in sorted(states.items()):
             print(f"  {name:<30} {state}", flush=True)
         bad = {n: s for n, s in states.items() if s not in ("RUNNING", "FINISHED")}
