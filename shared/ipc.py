@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import threading
+import uuid
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,24 @@ class IpcClient:
 
     def report_errored(self) -> None:
         self._client.update_state(state="ERRORED")
+
+    def announce_ready(self, topic: str, component: str, consumes: str) -> bool:
+        """Tell producers that this consumer now receives `consumes` (messages.ConsumerReady),
+        so they re-send what is in flight at once. "" turns it off; a refusal is logged, and the
+        producers' result timeout remains the last resort. Returns whether it was sent."""
+        if not topic:
+            return False
+        from shared.messages import ConsumerReady
+
+        message = ConsumerReady(component=component, consumes=consumes,
+                                instance=uuid.uuid4().hex)
+        try:
+            self.publish_json(topic, message.to_dict())
+        except Exception as exc:
+            log.warning("cannot announce readiness on %s (%s: %s); producers will re-send only "
+                        "after their timeout", topic, type(exc).__name__, exc)
+            return False
+        return True
 
     def close(self) -> None:
         """Close subscriptions and the connection; never raises, since a component closes on its

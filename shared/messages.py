@@ -146,6 +146,35 @@ class InspectionResult:
         return cls(**values)
 
 
+@dataclass
+class ConsumerReady:
+    """Published by a consumer (Inference, Uploader) on the ready topic once it is subscribed.
+
+    IPC pub/sub keeps nothing for a subscriber that is not there yet, so events published while a
+    consumer was starting are gone; a producer that hears this re-sends what it has in flight at
+    once instead of waiting for its result timeout. `instance` is new at every process start.
+    """
+
+    component: str
+    consumes: str
+    instance: str
+    time: str = field(default_factory=utc_now)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "ConsumerReady":
+        if not isinstance(data, dict):
+            raise MessageError("ready message must be a JSON object")
+        _require(data, "component", str)
+        _require(data, "consumes", str)
+        values = _known(cls, data)
+        values.setdefault("instance", "")
+        return cls(**values)
+
+
 def to_json(message: Any) -> str:
     """Compact JSON for a message dataclass."""
     return json.dumps(message.to_dict(), separators=(",", ":"), ensure_ascii=False)

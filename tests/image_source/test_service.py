@@ -325,3 +325,51 @@ def test_live_pattern_change_stops_taking_newly_ignored_names(work: Path) -> Non
     assert len(publish.events()) == 1
     assert sorted(p.name for p in inbox.iterdir()) == ["1.bmp", "2.bmp"]
     service.close()
+
+
+def ready(component: str = "com.example.vqi.Inference") -> dict:
+    return {"schema_version": 1, "component": component, "consumes": "vqi/images",
+            "instance": "0123456789abcdef", "time": "2026-12-01T00:00:00.000Z"}
+
+
+@pytest.mark.timeout(30)
+def test_a_consumer_ready_message_resends_everything_in_flight_at_once(work: Path) -> None:
+    service, publish = start(work, ResultTimeoutSeconds=600, MaxInFlight=4)
+    inbox = Path(service.layout.inbox)
+    for i in range(6):
+        write_file(inbox / f"img{i}.jpg", jpeg_bytes(seed=i))
+    run_until(service, lambda: len(publish.events()) == 4)  # 4 in flight, 2 waiting on disk
+    first = {e["image_id"] for e in publish.events()}
+    service.submit_ready(ready(), "vqi/ready")
+    run_until(service, lambda: len(publish.events()) == 8)
+    resent = publish.events()[4:]
+    assert {e["image_id"] for e in resent} == first  # the same ids: consumers stay idempotent
+    assert all(e["attempt"] == 2 for e in resent)
+    for event in publish.events()[:4]:  # completions then free slots for the other two
+        service.submit_completion(result_for(event), "vqi/archived")
+    run_until(service, lambda: len(publish.events()) == 10)
+    service.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_ready_message_is_not_a_strike_against_the_image(work: Path) -> None:
+    service, publish = start(work, ResultTimeoutSeconds=600, MaxAttempts=2)
+    write_file(Path(service.layout.inbox) / "a.jpg", jpeg_bytes())
+    run_until(service, lambda: len(publish.events()) == 1)
+    for n in range(5):  # consumers restarting again and again never fail the image
+        service.submit_ready(ready(), "vqi/ready")
+        run_until(service, lambda n=n: len(publish.events()) == n + 2)
+    assert len(service.in_flight) == 1 and files(service.layout.failed) == []
+    service.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_malformed_ready_message_is_counted_and_ignored(work: Path) -> None:
+    service, publish = start(work, ResultTimeoutSeconds=600)
+    write_file(Path(service.layout.inbox) / "a.jpg", jpeg_bytes())
+    run_until(service, lambda: len(publish.events()) == 1)
+    service.submit_ready({"component": 3}, "vqi/ready")
+    service.run_once(0.1)
+    assert len(publish.events()) == 1
+    assert service.metrics.totals["bad_messages"] == 1
+    service.close()

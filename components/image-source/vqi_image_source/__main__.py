@@ -39,10 +39,10 @@ def main() -> int:
         return 2
     subscribed: Set[str] = set()
 
-    def subscribe(topic: str) -> None:
+    def subscribe(topic: str, handler: Any = None) -> None:
         if topic not in subscribed:
             try:
-                ipc.subscribe_json(topic, service.submit_completion)
+                ipc.subscribe_json(topic, handler or service.submit_completion)
             except Exception as exc:
                 raise StartError(f"cannot subscribe to {topic} ({type(exc).__name__}: {exc}); "
                                  "does the deployment's accessControl allow it?") from exc
@@ -54,6 +54,8 @@ def main() -> int:
         layout = Layout.resolve(settings, os.environ)
         service = Service(settings, layout, ipc.publish_json)
         subscribe(settings.completion_topic)  # before start(): re-published claims may complete
+        if settings.ready_topic:  # before start() too: a consumer that starts meanwhile is heard
+            subscribe(settings.ready_topic, service.submit_ready)
         service.start()
     except (ConfigError, LayoutError, StartError, OSError) as exc:
         log.error("cannot start: %s", exc)

@@ -15,7 +15,13 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from shared.messages import VERDICT_ERROR, InspectionResult, MessageError, utc_now
+from shared.messages import (
+    VERDICT_ERROR,
+    ConsumerReady,
+    InspectionResult,
+    MessageError,
+    utc_now,
+)
 
 from . import COMPONENT, retention
 from .claims import DELETE, DONE, FAILED, Claim, ClaimError, ClaimStore
@@ -81,6 +87,11 @@ class Service:
     def submit_completion(self, message: Any, topic: str) -> None:
         """Called from IPC threads with each message on the completion topic."""
         self._inbox.put(("completion", message, topic))
+        self.wake()
+
+    def submit_ready(self, message: Any, topic: str) -> None:
+        """Called from IPC threads with each consumer's readiness announcement."""
+        self._inbox.put(("ready", message, topic))
         self.wake()
 
     def submit_settings(self, settings: Settings) -> None:
@@ -298,8 +309,26 @@ class Service:
                 return
             if kind == "settings":
                 self._apply(payload)
+            elif kind == "ready":
+                self._consumer_ready(payload, now)
             elif topic == self.settings.completion_topic:
                 self._complete(payload, now)
+
+    def _consumer_ready(self, message: Any, now: float) -> None:
+        """A consumer has (re)subscribed: what it may have missed is re-sent now, not after
+        ResultTimeoutSeconds. Consumers are idempotent by image id, so a re-send is harmless."""
+        try:
+            ready = ConsumerReady.from_dict(message)
+        except (MessageError, TypeError, ValueError) as exc:
+            log.warning("ignoring a bad ready message: %s", exc)
+            self.metrics.count("bad_messages")
+            return
+        flights = [f for f in self.in_flight.values() if not f.unsent]
+        for flight in flights:
+            self._send(flight, now, again=True)
+        self.metrics.count("consumer_ready")
+        log.info("%s is ready (receives %s, instance %s): re-sent %d in-flight image(s)",
+                 ready.component, ready.consumes, ready.instance[:8], len(flights))
 
     def _complete(self, message: Any, now: float) -> None:
         try:

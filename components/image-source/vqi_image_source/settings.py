@@ -37,6 +37,7 @@ class Settings:
     # --- topics (live) -----------------------------------------------------------------------
     image_topic: str = setting("ImageTopic", "vqi/images", bool, "must not be empty")
     completion_topic: str = setting("CompletionTopic", "vqi/archived", bool, "must not be empty")
+    ready_topic: str = setting("ReadyTopic", "vqi/ready")  # "" = wait for timeouts only
     metrics_topic: str = setting("MetricsTopic", "vqi/metrics")  # "" = no metrics
     metrics_interval_s: float = setting("MetricsIntervalSeconds", 60.0, lambda v: v >= 1,
                                         "must be >= 1")
@@ -73,7 +74,7 @@ class Settings:
                                           "must be >= 1")
 
 
-RESTART_FIELDS = frozenset({"inbox_dir", "state_dir"})
+RESTART_FIELDS = frozenset({"inbox_dir", "state_dir", "ready_topic"})
 LIVE_FIELDS = frozenset(f.name for f in fields(Settings)) - RESTART_FIELDS
 
 

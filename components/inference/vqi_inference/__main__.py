@@ -45,6 +45,7 @@ def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     service.start()
+    ipc.announce_ready(config.ready_topic, COMPONENT_NAME, config.image_topic)
     ipc.report_running()
     while not stop.wait(0.5):
         if ipc.disconnected.is_set():

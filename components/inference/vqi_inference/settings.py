@@ -31,6 +31,7 @@ class InferenceConfig:
     # --- topics (ImageTopic needs a restart) -------------------------------------------------
     image_topic: str = setting("ImageTopic", "vqi/images", bool, "must not be empty")
     result_topic: str = setting("ResultTopic", "vqi/results", bool, "must not be empty")
+    ready_topic: str = setting("ReadyTopic", "vqi/ready")  # "" = no readiness announcement
     metrics_topic: str = setting("MetricsTopic", "vqi/metrics")  # "" = no local metrics
     metrics_interval_s: float = setting("MetricsIntervalSeconds", 60.0, lambda v: v >= 1,
                                         "must be >= 1")

@@ -39,6 +39,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     uploader.start()
+    ipc.announce_ready(cfg.ready_topic, COMPONENT_NAME, cfg.result_topic)
     ipc.report_running()
     while not done.wait(0.5):
         if ipc.disconnected.is_set():

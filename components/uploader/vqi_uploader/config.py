@@ -44,6 +44,7 @@ class UploaderConfig:
     """Recipe keys (PascalCase) bound to typed fields; see README.md for what each one does."""
 
     result_topic: str = setting("ResultTopic", "vqi/results", bool, "must not be empty")
+    ready_topic: str = setting("ReadyTopic", "vqi/ready")  # "" = no readiness announcement
     archived_topic: str = setting("ArchivedTopic", "vqi/archived", bool, "must not be empty")
     metrics_topic: str = setting("MetricsTopic", "vqi/metrics")
     metrics_interval_s: float = setting("MetricsIntervalSeconds", 60.0, _positive, "must be > 0")
