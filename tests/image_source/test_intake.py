@@ -12,10 +12,12 @@ from vqi_image_source.intake import QUARANTINE, Intake
 from .helpers import jpeg_bytes, make_layout, make_settings, write_file
 
 S = 2.0  # StabilitySeconds in these tests
+INCOMPLETE = 10.0  # IncompleteSeconds in these tests
 
 
 def intake_for(work: Path, **overrides: object) -> Intake:
-    settings = make_settings(StabilitySeconds=S, **overrides)
+    settings = make_settings(**{"StabilitySeconds": S, "IncompleteSeconds": INCOMPLETE,
+                                **overrides})
     return Intake(make_layout(work, settings).inbox, settings)
 
 
@@ -70,14 +72,48 @@ def test_growing_file_is_not_taken_until_it_stops_changing(work: Path) -> None:
     assert ready_paths(intake, 104.0 + S) == [str(path)]
 
 
-def test_truncated_jpeg_waits_then_is_quarantined_as_incomplete(work: Path) -> None:
+def test_truncated_jpeg_waits_the_incomplete_window_then_is_quarantined(work: Path) -> None:
     intake = intake_for(work)
     path = str(write_file(Path(intake.inbox) / "cut.jpg", jpeg_bytes()[:500]))
+    wall = time.time()
     intake.observe(path, closed=True, now=100.0)
-    assert intake.evaluate(100.0, time.time()) == []
-    [(where, decision)] = intake.evaluate(100.0 + S, time.time())
+    assert intake.evaluate(100.0, wall) == []
+    assert intake.evaluate(100.0 + S, wall) == []  # a slow writer may still add the rest
+    [(where, decision)] = intake.evaluate(100.0 + INCOMPLETE, wall + INCOMPLETE)
     assert where == path and decision.verdict == QUARANTINE
-    assert "incomplete jpeg" in decision.reason
+    assert "incomplete jpeg" in decision.reason and "IncompleteSeconds" in decision.reason
+
+
+def test_a_file_open_for_writing_is_never_judged_within_the_window(work: Path) -> None:
+    intake = intake_for(work)
+    path = str(write_file(Path(intake.inbox) / "open.jpg", jpeg_bytes()))  # looks complete
+    wall = time.time()
+    intake.observe(path, closed=False, now=100.0, writing=True)
+    assert intake.evaluate(100.0 + S, wall + S) == []
+    assert ready_paths(intake, 100.0 + S) == []  # the writer may append or rewrite it
+    intake.observe(path, closed=True, now=101.0 + S)  # IN_CLOSE_WRITE
+    intake.evaluate(101.0 + S, wall + S)
+    assert ready_paths(intake, 101.0 + S) == [path]
+
+
+def test_a_writer_that_never_closes_is_judged_after_the_incomplete_window(work: Path) -> None:
+    intake = intake_for(work)
+    path = str(write_file(Path(intake.inbox) / "stuck.jpg", jpeg_bytes()))
+    wall = time.time()
+    intake.observe(path, closed=False, now=100.0, writing=True)
+    intake.evaluate(100.0 + INCOMPLETE - 0.1, wall)
+    assert ready_paths(intake, 100.0) == []
+    intake.evaluate(100.0 + INCOMPLETE, wall + INCOMPLETE)
+    assert ready_paths(intake, 100.0 + INCOMPLETE) == [path]
+
+
+def test_a_ready_file_reopened_for_writing_goes_back_to_waiting(work: Path) -> None:
+    intake = intake_for(work)
+    path = str(write_file(Path(intake.inbox) / "again.jpg", jpeg_bytes()))
+    intake.observe(path, closed=True, now=100.0)
+    intake.evaluate(100.0, time.time())
+    intake.observe(path, closed=False, now=100.5, writing=True)  # truncate and rewrite begins
+    assert ready_paths(intake, 100.5) == []
 
 
 def test_non_image_and_oversize_and_empty_are_rejected_with_reasons(work: Path) -> None:
@@ -91,7 +127,10 @@ def test_non_image_and_oversize_and_empty_are_rejected_with_reasons(work: Path) 
     reasons = dict((p, d.reason) for p, d in intake.evaluate(100.0 + S, time.time() + S))
     assert reasons[text].startswith("not an image: magic bytes 6a 75 73 74")
     assert "over MaxFileBytes" in reasons[big]
-    assert reasons[empty] == "empty file"
+    assert empty not in reasons  # a writer may not have written its first byte yet
+    later = dict((p, d.reason) for p, d in intake.evaluate(100.0 + INCOMPLETE,
+                                                          time.time() + INCOMPLETE))
+    assert later[empty] == f"empty file, unchanged for {INCOMPLETE:g} s"
 
 
 def test_symlinks_and_fifos_are_rejected_at_once(work: Path, tmp_path: Path) -> None:

@@ -32,4 +32,5 @@ def test_recipe_allows_exactly_the_topics_it_uses() -> None:
         ("aws.greengrass#PublishToTopic", "vqi/metrics"),
         ("aws.greengrass#SubscribeToTopic", "vqi/archived"),
         ("aws.greengrass#SubscribeToTopic", "vqi/results"),
+        ("aws.greengrass#SubscribeToTopic", "vqi/ready"),
     }

@@ -1,9 +1,11 @@
 """Deciding when an inbox file may be taken, and in which order.
 
 A file is taken when it is complete: closed after writing (or renamed into place) with its image
-trailer present, or unchanged in size and mtime for StabilitySeconds. Files that will never be
-images (wrong magic bytes, too large, empty, truncated, symlinks, FIFOs) are sent to quarantine
-once stable. Ready files wait in a heap, oldest first, until the service has room in flight: a
+trailer present, or unchanged in size and mtime for StabilitySeconds. A file that inotify shows
+open for writing is never judged, and an image without its end (a slow FTP or SMB upload that
+pauses between chunks, a writer that truncates and rewrites) waits until it has not changed for
+IncompleteSeconds, a longer window, before it counts as truncated. Files that will never be
+images (wrong magic bytes, too large, symlinks, FIFOs) are sent to quarantine once stable. Ready files wait in a heap, oldest first, until the service has room in flight: a
 burst of thousands waits on disk, held here as a few small records.
 """
 
@@ -34,6 +36,7 @@ class Candidate:
     changed_at: float  # monotonic time the size/mtime was last seen to change (or first seen)
     closed: bool = False  # closed after writing / renamed in, at this size and mtime
     inspection: Optional[formats.Inspection] = None
+    writing: bool = False  # inotify: created or modified since the last close after writing
 
 
 @dataclass(frozen=True)
@@ -49,16 +52,23 @@ def matches(name: str, patterns: List[str]) -> bool:
 
 def assess(c: Candidate, settings: Settings, now: float, wall: float) -> Decision:
     """What to do with a tracked regular file right now (reads its head and tail if needed)."""
-    quiet = now - c.changed_at >= settings.stability_s
     age = wall - c.mtime_ns / 1e9
-    stable = quiet or (0 <= age and age >= settings.stability_s)  # mtime in the future: wait
+
+    def unchanged_for(seconds: float) -> bool:  # mtime in the future: wait
+        return now - c.changed_at >= seconds or (0 <= age and age >= seconds)
+
+    stable = unchanged_for(settings.stability_s)
+    settled = unchanged_for(max(settings.incomplete_s, settings.stability_s))
+    if c.writing and not settled:
+        return Decision(WAIT)  # still open for writing: never judged (a stuck writer: settled)
     if not (c.closed or stable):
         return Decision(WAIT)
     if c.size > settings.max_file_bytes:
         return Decision(QUARANTINE, f"file is {c.size} bytes, over MaxFileBytes "
                                     f"({settings.max_file_bytes})")
     if c.size == 0:
-        return Decision(QUARANTINE, "empty file") if stable else Decision(WAIT)
+        return Decision(QUARANTINE, f"empty file, unchanged for {settings.incomplete_s:g} s") \
+            if settled else Decision(WAIT)
     if c.inspection is None:
         c.inspection = formats.inspect(c.path, c.size)
     found = c.inspection
@@ -68,10 +78,10 @@ def assess(c: Candidate, settings: Settings, now: float, wall: float) -> Decisio
         return Decision(QUARANTINE, "not an image: magic bytes " + formats.describe(found.head)
                         + " are not JPEG, PNG, BMP or TIFF")
     if not found.complete:
-        if not stable:
-            return Decision(WAIT)
+        if not settled:
+            return Decision(WAIT)  # a slow writer may still add the rest: judged again later
         return Decision(QUARANTINE, f"incomplete {found.kind}: no end of image, and unchanged "
-                                    f"for {settings.stability_s:g} s")
+                                    f"for {settings.incomplete_s:g} s (IncompleteSeconds)")
     return Decision(READY)
 
 
@@ -99,7 +109,8 @@ class Intake:
         return matches(parts[-1], self.settings.include_patterns)
 
     # -- tracking ----------------------------------------------------------------------------------
-    def observe(self, path: str, closed: bool, now: float) -> Optional[Decision]:
+    def observe(self, path: str, closed: bool, now: float,
+                writing: bool = False) -> Optional[Decision]:
         """Record what is at path now; a Decision to quarantine at once for links/specials."""
         if not self.wanted(path):
             self._drop(path)
@@ -121,16 +132,27 @@ class Intake:
                 return None
             self._drop(path)
             return Decision(QUARANTINE, "not a regular file (FIFO, socket or device)")
-        self._update(path, st, closed, now)
+        self._update(path, st, closed, now, writing)
         return None
 
-    def _update(self, path: str, st: os.stat_result, closed: bool, now: float) -> None:
+    def _update(self, path: str, st: os.stat_result, closed: bool, now: float,
+                writing: bool = False) -> None:
         c = self._ready.get(path) or self._pending.get(path)
         if c is None:
-            c = Candidate(path, st.st_size, st.st_mtime_ns, st.st_ino, now, closed)
+            c = Candidate(path, st.st_size, st.st_mtime_ns, st.st_ino, now, closed,
+                          writing=writing)
             self._pending[path] = c
             return
+        if writing and not c.writing:
+            c.writing = True
+            c.closed = False
+            if self._ready.pop(path, None) is not None:  # reopened before it was claimed
+                self._pending[path] = c
+        if closed:
+            c.writing = False
         if (c.size, c.mtime_ns, c.ino) != (st.st_size, st.st_mtime_ns, st.st_ino):
+            if c.ino != st.st_ino:  # a new file under the name (renamed over it)
+                c.writing = writing
             c.size, c.mtime_ns, c.ino = st.st_size, st.st_mtime_ns, st.st_ino
             c.changed_at, c.closed, c.inspection = now, closed, None
             if self._ready.pop(path, None) is not None:

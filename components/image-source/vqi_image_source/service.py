@@ -148,8 +148,8 @@ class Service:
                 pass
         now = self._clock()
         changes, lost = self.watcher.read(0.0)
-        for path, closed in changes:
-            self._observe(path, closed, now)
+        for path, closed, writing in changes:
+            self._observe(path, closed, now, writing)
         self._drain(now)
         if lost or now >= self._next_rescan or (
                 self._deferred and len(self._first_seen) < self.max_tracked // 2):
@@ -166,12 +166,12 @@ class Service:
             self._next_metrics = now + self.settings.metrics_interval_s
 
     # -- inbox -------------------------------------------------------------------------------------
-    def _observe(self, path: str, closed: bool, now: float) -> None:
+    def _observe(self, path: str, closed: bool, now: float, writing: bool = False) -> None:
         if len(self._first_seen) >= self.max_tracked and path not in self._first_seen:
             self._deferred = True  # left on disk untracked; a later rescan picks it up
             return
         self._first_seen.setdefault(path, now)
-        decision = self.intake.observe(path, closed, now)
+        decision = self.intake.observe(path, closed, now, writing)
         if decision is not None:
             self._quarantine(path, decision)
         elif not self.intake.tracked(path):

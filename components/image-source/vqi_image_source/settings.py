@@ -51,6 +51,8 @@ class Settings:
         _strings, "must be a list of non-empty glob patterns")
     stability_s: float = setting("StabilitySeconds", 3.0, lambda v: 0 <= v <= 3600,
                                  "must be 0 to 3600")
+    incomplete_s: float = setting("IncompleteSeconds", 60.0, lambda v: 0 <= v <= 86400,
+                                  "must be 0 to 86400")
     max_file_bytes: int = setting("MaxFileBytes", 50 * MIB, lambda v: v > 0, "must be > 0")
     # --- flow control and retries (live) -----------------------------------------------------
     max_in_flight: int = setting("MaxInFlight", 8, lambda v: 1 <= v <= 10000, "must be 1 to 10000")

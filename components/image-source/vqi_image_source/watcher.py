@@ -14,11 +14,16 @@ from shared import inotify
 
 log = logging.getLogger(__name__)
 
-DIR_MASK = (inotify.IN_CLOSE_WRITE | inotify.IN_MOVED_TO | inotify.IN_CREATE
+DIR_MASK = (inotify.IN_CLOSE_WRITE | inotify.IN_MOVED_TO | inotify.IN_CREATE | inotify.IN_MODIFY
             | inotify.IN_DELETE_SELF | inotify.IN_ONLYDIR | inotify.IN_DONT_FOLLOW
             | inotify.IN_EXCL_UNLINK)
+# A writer has the file open from IN_CREATE / IN_MODIFY until IN_CLOSE_WRITE (or the file is
+# renamed into place, IN_MOVED_TO): such a file is never judged while it is being written.
+WRITING_EVENTS = inotify.IN_CREATE | inotify.IN_MODIFY
+CLOSING_EVENTS = inotify.IN_CLOSE_WRITE | inotify.IN_MOVED_TO
 
-Change = Tuple[str, bool]  # (path, closed after writing or renamed into place)
+# (path, closed after writing or renamed into place, being written: opened or modified since)
+Change = Tuple[str, bool, bool]
 
 
 class Watcher:
@@ -104,10 +109,10 @@ class Watcher:
                 if event.mask & (inotify.IN_CREATE | inotify.IN_MOVED_TO) \
                         and not self.skip_dir(event.name):
                     self._watched.discard(path)  # a moved-in folder may reuse a stale entry
-                    changes.extend((p, False) for p in self.walk(path))
+                    changes.extend((p, False, False) for p in self.walk(path))
                 continue
-            closed = bool(event.mask & (inotify.IN_CLOSE_WRITE | inotify.IN_MOVED_TO))
-            changes.append((path, closed))
+            closed = bool(event.mask & CLOSING_EVENTS)
+            changes.append((path, closed, not closed and bool(event.mask & WRITING_EVENTS)))
         return changes, rescan
 
     def close(self) -> None:
