@@ -5,8 +5,9 @@ trailer present, or unchanged in size and mtime for StabilitySeconds. A file tha
 open for writing is never judged, and an image without its end (a slow FTP or SMB upload that
 pauses between chunks, a writer that truncates and rewrites) waits until it has not changed for
 IncompleteSeconds, a longer window, before it counts as truncated. Files that will never be
-images (wrong magic bytes, too large, symlinks, FIFOs) are sent to quarantine once stable. Ready files wait in a heap, oldest first, until the service has room in flight: a
-burst of thousands waits on disk, held here as a few small records.
+images (wrong magic bytes, too large, symlinks, FIFOs) are sent to quarantine once stable.
+Ready files wait in a heap, oldest first, until the service has room in flight: a burst of
+thousands waits on disk, held here as a few small records.
 """
 
 from __future__ import annotations
