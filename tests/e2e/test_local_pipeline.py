@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -47,6 +48,8 @@ def test_the_demo_finishes_successfully_and_prints_a_summary(run):
     root, proc = run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "| DEFECT" in proc.stdout and "report:" in proc.stdout
+    if os.geteuid() == 0:  # as on a device: the nucleus runs components as ggc_user
+        assert "components run as ggc_user:ggc_group" in proc.stdout
 
 
 def test_the_results_topic_carries_the_expected_verdicts(run):
@@ -108,6 +111,12 @@ def wait_for(condition, timeout: float) -> bool:
     return condition()
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
 def live(run, tmp_path_factory):
     """The graph deployed with the fleet's example site file, as on a default core device."""
@@ -115,8 +124,11 @@ def live(run, tmp_path_factory):
     from vqitools.demo import Observed, demo_overrides, observe, prepare_folders
 
     root = tmp_path_factory.mktemp("live") / "root"
-    options = RuntimeOptions(root=root, components_dir=REPO / "components",
-                             overrides=demo_overrides(root, REPO / "scripts/sites/example.yaml"))
+    overrides = demo_overrides(root, REPO / "scripts/sites/example.yaml")
+    # A non-default port, set only where a deployment sets it: Stream Manager's configuration.
+    overrides["aws.greengrass.StreamManager"] = {"merge": {
+        "STREAM_MANAGER_SERVER_PORT": str(free_port())}}
+    options = RuntimeOptions(root=root, components_dir=REPO / "components", overrides=overrides)
     runtime = LocalRuntime(options)
     client = None
     try:
@@ -198,3 +210,16 @@ def test_bad_files_go_to_failed_or_quarantine_with_a_reason_and_the_rest_goes_on
     results = len(observed.results)
     assert wait_for(lambda: kinesis.is_file() and len(kinesis.read_text().splitlines())
                     == results, 30), "every result, errors included, goes to Kinesis"
+
+
+@pytest.mark.timeout(1200)
+def test_the_uploader_reaches_stream_manager_on_the_port_from_its_configuration(live):
+    runtime, _ = live
+    held = json.loads((runtime.root / "config/config.json").read_text())
+    port = int(held["aws.greengrass.StreamManager"]["STREAM_MANAGER_SERVER_PORT"])
+    assert runtime.stream_manager.port == port != 8088
+    env = runtime.component_env["com.example.vqi.Uploader"]
+    assert env["STREAM_MANAGER_SERVER_PORT"] == str(port)  # from the recipe's setEnv
+    kinesis = runtime.root / "cloud/kinesis.jsonl"
+    assert wait_for(lambda: kinesis.is_file() and kinesis.read_text().strip(), 60), \
+        "the Uploader never appended a result to Stream Manager"

@@ -125,7 +125,8 @@ class Component:
         self.proc: Optional[subprocess.Popen] = None
         self.svcuid = ""
 
-    def start(self) -> "Component":
+    def start(self, prefix: Optional[List[str]] = None) -> "Component":
+        """Start the process (`prefix`: a wrapper command, e.g. strace)."""
         if not self.svcuid:
             self.svcuid = self.server.add_component(NAME, self.configuration, self.access)
         env = dict(os.environ)
@@ -134,7 +135,8 @@ class Component:
                     "PYTHONUNBUFFERED": "1"})
         self.work.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([PYTHON, "-m", "vqi_image_source"], env=env,
+            self.proc = subprocess.Popen([*(prefix or []), PYTHON, "-m", "vqi_image_source"],
+                                         env=env,
                                          stdout=out, stderr=subprocess.STDOUT, cwd=str(ROOT))
         return self
 

@@ -91,7 +91,8 @@ class Rig:
             self.sm.stop()
             self.sm = None
 
-    def start_uploader(self) -> None:
+    def start_uploader(self, prefix: Optional[List[str]] = None) -> None:
+        """Start the process (`prefix`: a wrapper command, e.g. strace)."""
         # A fresh registration per start, as the nucleus does: new SVCUID, no reported state.
         self.ipc.add_component(UPLOADER, self.config, recipe_defaults()["accessControl"])
         env = {**os.environ, **self.ipc.ipc_env(UPLOADER),
@@ -100,7 +101,8 @@ class Rig:
                "PYTHONPATH": f"{REPO / 'components' / 'uploader'}{os.pathsep}{REPO}",
                "VQI_WORK_DIR": str(self.work)}
         log = open(self.log_path, "a", encoding="utf-8")
-        self.proc = subprocess.Popen([sys.executable, "-u", "-m", "vqi_uploader"], env=env,
+        self.proc = subprocess.Popen([*(prefix or []), sys.executable, "-u", "-m", "vqi_uploader"],
+                                     env=env,
                                      stdout=log, stderr=subprocess.STDOUT, cwd=str(self.tmp))
         log.close()
         self.wait(lambda: self.ipc.component_state(UPLOADER) == "RUNNING", 30, "uploader RUNNING")

@@ -11,15 +11,6 @@ from typing import Any
 REASON_SUFFIX = ".reason.json"  # written beside a failed or quarantined file
 
 
-def fsync_dir(path: str) -> None:
-    """Make renames/creations inside a folder survive a power loss."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_json(path: str, data: Any, sync: bool = True) -> None:
     """Atomically replace path with JSON (temp file, fsync, rename): old or new, never partial."""
     folder = os.path.dirname(path)

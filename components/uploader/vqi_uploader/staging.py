@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import List
 from urllib.parse import unquote, urlparse
 
-from .journal import write_atomic
+from .journal import fsync_dir, write_atomic
 from .keys import safe_part
 
 
@@ -49,6 +49,8 @@ def link_or_copy(source: str, target: str) -> str:
         if exc.errno == errno.ENOENT:
             raise
         shutil.copyfile(source, tmp)
+        with open(tmp, "rb") as copied:
+            os.fsync(copied.fileno())  # a hard link shares the source's data; a copy must sync
         how = "copy"
     os.replace(tmp, target)
     return how
@@ -80,6 +82,10 @@ class Staging:
         result_target = os.path.join(folder, os.path.basename(result_key))
         write_atomic(labels_target, labels)
         write_atomic(result_target, result_json)
+        # The result is confirmed next, and ImageSource may then delete its image: the staged
+        # names must already survive a power cut (the folder's entries, and the folder itself).
+        fsync_dir(folder)
+        fsync_dir(self.root)
         return [
             StagedFile(image_target, image_key),
             StagedFile(labels_target, labels_key),
