@@ -151,12 +151,7 @@ class Service:
             log.error("cannot publish result for %s: %s", result.image_id, exc)
         policy = eff.config.iot_core_policy
         if policy == "ALL" or (policy == "DEFECTS" and result.verdict == VERDICT_DEFECT):
-            topic = settings.iot_topic(eff.config.iot_core_topic, self.thing_name)
-            if topic:
-                try:
-                    self.ipc.publish_iot_core(topic, message, eff.config.iot_core_qos)
-                except Exception as exc:
-                    self._iot_core_failed(topic, exc)
+            self._to_iot_core(eff.config.iot_core_topic, message)
 
     def _publish_metrics(self) -> Dict[str, Any]:
         eff = self.effective
@@ -166,13 +161,18 @@ class Service:
                 self.ipc.publish_json(eff.config.metrics_topic, message)
         except Exception as exc:
             log.warning("cannot publish metrics: %s", exc)
-        topic = settings.iot_topic(eff.config.iot_core_metrics_topic, self.thing_name)
-        if topic:
-            try:
-                self.ipc.publish_iot_core(topic, message, eff.config.iot_core_qos)
-            except Exception as exc:
-                self._iot_core_failed(topic, exc)
+        self._to_iot_core(eff.config.iot_core_metrics_topic, message)
         return message
+
+    def _to_iot_core(self, template: str, message: Dict[str, Any]) -> None:
+        """Publish to IoT Core under `template` ({thing} filled in; "" = not sent)."""
+        topic = settings.iot_topic(template, self.thing_name)
+        if not topic:
+            return
+        try:
+            self.ipc.publish_iot_core(topic, message, self.effective.config.iot_core_qos)
+        except Exception as exc:
+            self._iot_core_failed(topic, exc)
 
     def _iot_core_failed(self, topic: str, exc: Exception) -> None:
         """Counted in metrics and logged as an error, at most once a minute per topic and cause."""
