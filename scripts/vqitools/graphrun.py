@@ -30,11 +30,12 @@ LOCAL_SITE = SCRIPTS / "sites" / "local.yaml"
 class Graph:
     """One `python -m localgg run` over a root, with the folders an operator prepares."""
 
-    def __init__(self, root: Path, merges: Optional[Dict[str, Dict[str, Any]]] = None) -> None:
+    def __init__(self, root: Path, merges: Optional[Dict[str, Dict[str, Any]]] = None,
+                 site: Path = LOCAL_SITE) -> None:
         self.root = root
         self.proc: Optional[subprocess.Popen[bytes]] = None
         prepare_root(root)
-        updates = demo_overrides(root, LOCAL_SITE)
+        updates = demo_overrides(root, site)
         for name, merge in (merges or {}).items():
             updates.setdefault(name, {}).setdefault("merge", {}).update(merge)
         self.overrides = root.parent / f"{root.name}-overrides.json"
