@@ -7,7 +7,6 @@ results on the results topic through a real IPC client with its own read-only id
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -78,16 +77,6 @@ def observe(runtime: Any, observed: Observed) -> Any:
     client.subscribe_to_topic(topic="vqi/results", on_stream_event=on_result)
     client.subscribe_to_topic(topic="vqi/archived", on_stream_event=on_archived)
     return client
-
-
-def default_root() -> Path:
-    """`.local-gg` in the checkout, unless components running as ggc_user (as root) could not
-    reach it, e.g. a checkout under /root (0700): then a folder under /var/tmp, as a device
-    keeps its root in /greengrass/v2 (0755) rather than in a private home."""
-    root = REPO_ROOT / ".local-gg"
-    if os.geteuid() != 0 or all(p.stat().st_mode & 0o001 for p in root.parents):
-        return root
-    return Path("/var/tmp/vqi-local-gg") / hashlib.sha256(str(REPO_ROOT).encode()).hexdigest()[:8]
 
 
 def prepare_folders(root: Path, run_as: Any) -> None:
@@ -296,9 +285,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     parser = argparse.ArgumentParser(
         prog="run-local", description="Run the whole graph locally on the sample images.")
-    parser.add_argument("--root", type=Path, default=None,
-                        help="runtime root (default: .local-gg in the checkout; see default_root)")
-    parser.add_argument("--print-default-root", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--root", type=Path, default=REPO_ROOT / ".local-gg")
     parser.add_argument("--samples", type=Path, default=SAMPLES,
                         help="folder of images to drop into the inbox")
     parser.add_argument("--site", type=Path, default=REPO_ROOT / "scripts" / "sites" / "local.yaml",
@@ -310,10 +297,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--timeout", type=float, default=180.0,
                         help="seconds to wait for the samples' results")
     args = parser.parse_args(argv)
-    if args.print_default_root:
-        print(default_root())
-        return 0
-    args.root = args.root or default_root()
     return run_demo(args.root, args.samples, args.site, watch=args.watch,
                     result_timeout=args.timeout, keep=args.keep)
 

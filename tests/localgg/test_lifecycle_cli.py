@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -208,19 +209,53 @@ def test_malformed_overrides_file_is_a_clear_error(cli, tmp_path) -> None:
     assert runtime.proc.returncode == 2 and "expected {'merge'" in err
 
 
-@pytest.mark.timeout(90)
-def test_run_local_script_runs_the_graph_and_stops_on_ctrl_c(tmp_path) -> None:
-    """`scripts/run-local run` in a scratch repo (stub bootstrap, no build script): SIGINT stops."""
-    repo = tmp_path / "repo"
+def scratch_repo(repo: Path, pids: Path) -> Path:
+    """A repo with run-local, the runtime, a stub bootstrap, no build script and one component."""
     (repo / "scripts").mkdir(parents=True)
     shutil.copy2(SCRIPTS / "run-local", repo / "scripts" / "run-local")
     (repo / "scripts" / "localgg").symlink_to(SCRIPTS / "localgg")
     (repo / "scripts" / "bootstrap.sh").write_text(
         f'export PATH="{Path(sys.executable).parent}:$PATH"\n')
-    pids = tmp_path / "pids"
     write_built_component(repo / "components", "t.Svc",
                           {"Run": f"echo $$ >> {pids}; exec sleep 60"})
-    proc = subprocess.Popen([str(repo / "scripts" / "run-local"), "run", "--thing-name", "rl-1"],
+    return repo / "scripts" / "run-local"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs components as another user")
+@pytest.mark.timeout(90)
+def test_run_local_keeps_its_root_under_var_tmp_when_ggc_user_cannot_enter_the_checkout(
+        tmp_path) -> None:
+    home = tmp_path / "home"  # like /root, 0700
+    pids = tmp_path / "pids"
+    script = scratch_repo(home / "repo", pids)
+    os.chmod(home, 0o700)
+    proc = subprocess.Popen([str(script), "run", "--stream-manager-port", "0"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: pids.exists() and pids.read_text().strip(), 30), \
+            proc.stderr.read() if proc.poll() is not None else "not started"
+        digest = hashlib.sha256(str(home / "repo").encode()).hexdigest()[:8]
+        root = Path("/var/tmp/vqi-local-gg") / digest
+        assert json.loads((root / "status.json").read_text())["root"] == str(root)
+        assert not (home / "repo" / ".local-gg").exists()
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        shutil.rmtree(Path("/var/tmp/vqi-local-gg") / hashlib.sha256(
+            str(home / "repo").encode()).hexdigest()[:8], ignore_errors=True)
+
+
+@pytest.mark.timeout(90)
+def test_run_local_script_runs_the_graph_and_stops_on_ctrl_c(tmp_path) -> None:
+    """`scripts/run-local run` in a scratch repo (stub bootstrap, no build script): SIGINT stops."""
+    repo = tmp_path / "repo"
+    pids = tmp_path / "pids"
+    script = scratch_repo(repo, pids)
+    proc = subprocess.Popen([str(script), "run", "--thing-name", "rl-1"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: pids.exists() and pids.read_text().strip(), 30)
