@@ -325,7 +325,6 @@ class LocalRuntime:
             for recipe in self.recipes:
                 ctx = self._context(recipe, paths, configurations, system_only=True)
                 configurations[recipe.name] = interpolate_tree(configurations[recipe.name], ctx)
-        self._save_configuration(configurations)
         socket_path = _socket_path(self.root)
         (self.root / "ipc-socket-path").write_text(f"{socket_path}\n", encoding="utf-8")
         self.ipc = IpcServer(socket_path, self.root / "cloud" / "iotcore.jsonl",
@@ -355,9 +354,10 @@ class LocalRuntime:
             ctx = self._context(recipe, paths, configurations)
             config = configurations[recipe.name]
             self.ipc.add_component(recipe.name, config, config.get("accessControl"))
+            ipc_env = self.ipc.ipc_env(recipe.name)
             runtime_env = {
-                **self.ipc.ipc_env(recipe.name),
-                "AWS_CONTAINER_AUTHORIZATION_TOKEN": self.ipc.ipc_env(recipe.name)[SVCUID_ENV],
+                **ipc_env,
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN": ipc_env[SVCUID_ENV],  # ShellRunner TES header
                 "AWS_IOT_THING_NAME": self.options.thing_name,
                 "GREENGRASS_COMPONENT_VERSION": recipe.version,
                 "AWS_REGION": self.options.region,

@@ -8,6 +8,7 @@ archived images) and what its processes cost (CPU and RSS from /proc).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from localgg.users import ensure_run_as, is_root
 from vqitools.build import REPO_ROOT
-from vqitools.demo import demo_overrides, original_name
+from vqitools.demo import demo_overrides, original_name, prepare_folders
 
 INFERENCE = "com.example.vqi.Inference"
 SERVICES = ("com.example.vqi.ImageSource", INFERENCE, "com.example.vqi.Uploader")
@@ -88,16 +89,11 @@ class Graph:
 
 
 def prepare_root(root: Path) -> None:
-    """The root and the camera folders, owned by the component user as on a device."""
-    user = ensure_run_as("ggc_user:ggc_group") if is_root() else None
+    """The root and the demo's camera folders, owned by the default component user (the
+    runtime runs in another process here, so its `prepare` hook cannot be used)."""
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)
-    for folder, mode in (("inbox", 0o2770), ("images", 0o750), ("annotated", 0o750)):
-        path = root / folder
-        path.mkdir(exist_ok=True)
-        if user is not None:
-            os.chown(path, user.uid, user.gid)
-        os.chmod(path, mode)
+    prepare_folders(root, ensure_run_as("ggc_user:ggc_group") if is_root() else None)
 
 
 def wait(condition: Callable[[], Any], timeout: float, what: str, step: float = 0.02) -> float:
@@ -136,10 +132,9 @@ def cpu_s(pid: int) -> float:
 
 
 def rss_mb(pid: int) -> float:
-    try:
+    """Resident memory of a running process; 0 once it is gone."""
+    with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
     return 0.0
