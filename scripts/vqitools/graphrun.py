@@ -112,6 +112,24 @@ def archived(root: Path) -> List[str]:
     return [original_name(p.name) for p in done.rglob("*") if p.is_file()] if done.is_dir() else []
 
 
+def archived_count(root: Path) -> int:
+    """How many files ImageSource has moved to done/ (cheap enough to poll under a burst)."""
+    def count(folder: str) -> int:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return 0
+        return sum(count(e.path) if e.is_dir(follow_symlinks=False) else 1 for e in entries)
+
+    return count(str(root / "images" / "done"))
+
+
+def last_archived_at(root: Path) -> float:
+    """Wall-clock time of the newest move into done/ (a rename sets the file's ctime)."""
+    done = root / "images" / "done"
+    return max((p.stat().st_ctime for p in done.rglob("*") if p.is_file()), default=0.0)
+
+
 def leftovers(root: Path) -> Dict[str, int]:
     def count(folder: str) -> int:
         path = root / "images" / folder

@@ -151,3 +151,28 @@ def test_kinesis_records_are_not_repeated_after_a_kill_right_after_export(server
     time.sleep(0.5)
     assert [json.loads(line)["sequenceNumber"] for line in read_lines(log)] == list(range(51))
     client.close()
+
+
+def test_s3_tasks_are_not_run_again_after_a_kill_right_after_export(server_process, monkeypatch,
+                                                                   tmp_path: Path):
+    proc = server_process()
+    client = connect(proc.port, proc.token, monkeypatch)
+    client.create_message_stream(plain_stream("status"))
+    client.create_message_stream(s3_stream("uploads", "status"))
+    files = [tmp_path / f"img-{i}.jpg" for i in range(20)]
+    for i, f in enumerate(files):
+        f.write_bytes(b"image %d " % i * 100)
+        client.append_message("uploads", s3_task(f, f"k/img-{i}.jpg"))
+    read_statuses(client, "status", 40)
+    client.close()
+    proc.kill()  # progress may not be saved yet: the status stream must tell what was done
+
+    proc = server_process(port=proc.port)
+    client = connect(proc.port, proc.token, monkeypatch)
+    client.append_message("uploads", s3_task(files[0], "k/again.jpg"))
+    statuses = read_statuses(client, "status", 42)
+    time.sleep(0.5)
+    statuses = all_statuses(client, "status")
+    done = [s.status_context.sequence_number for s in statuses if s.status == Status.Success]
+    assert done == list(range(21))
+    client.close()

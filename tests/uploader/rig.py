@@ -194,10 +194,10 @@ class Rig:
         return (self.sm_root / "s3" / BUCKET / key).read_bytes()
 
     def staged(self) -> List[str]:
+        """Files in staging; os.walk skips folders the uploader removes while it looks."""
         root = self.work / "staging"
-        if not root.exists():
-            return []
-        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+        return sorted(os.path.relpath(os.path.join(d, f), root)
+                      for d, _, files in os.walk(root) for f in files)
 
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():

@@ -117,12 +117,13 @@ class Runner:
 
     def infer(self, item: _Prepared) -> None:
         tensor = item.buffer if self.dtype == np.float32 else item.buffer.astype(self.dtype)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         item.timings["wait"] = _ms(item.ready_at, t0)
         out = self.model.session.run([self.output_name], {self.input_name: tensor})[0]
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.thread_time()
         item.raw = out if out.dtype == np.float32 else out.astype(np.float32)
         item.timings["inference"] = _ms(t0, t1)
+        item.timings["inference_cpu"] = _ms(c0, c1)
 
     def finish(self, item: _Prepared) -> Outcome:
         t0 = time.perf_counter()

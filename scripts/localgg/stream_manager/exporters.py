@@ -7,7 +7,9 @@ S3 tasks: the stream holds JSON `S3ExportTaskDefinition`s; the file at the file:
 copied atomically to <bucket_root>/<bucket>/<key> (userMetadata, if any, beside it under
 <bucket_root>/.metadata/<bucket>/<key>.json) and `StatusMessage`s go to the status stream:
 InProgress (INFO) before, then Success (INFO) or Failure (ERROR); pending tasks of a deleted
-stream get Canceled (WARN).
+stream get Canceled (WARN). The status stream is the record of what was carried out: progress is
+saved at most once a second, and on start the newest status of each exporter moves it on, so a
+kill in between never runs a task twice.
 Kinesis: each exported record is one JSON line in the Kinesis log, written before progress is
 saved; on start the log is scanned so a kill between the two never exports a record twice.
 HTTP, IoT Analytics and IoT SiteWise exports are not emulated: their data stays buffered.
@@ -22,7 +24,7 @@ import json
 import logging
 import os
 import re
-import shutil
+import stat
 import time
 import uuid
 from dataclasses import dataclass
@@ -53,7 +55,9 @@ log = logging.getLogger("localgg.stream_manager.exporters")
 
 KINESIS_DEFAULT_BATCH = 500
 PROGRESS_SAVE_INTERVAL_S = 1.0
+STATUS_SCAN_LIMIT = 10_000  # statuses read back on start: far more than a second's worth
 RETRY_S = 1.0
+INLINE_COPY_BYTES = 256 * 1024  # smaller files are copied on the event loop itself
 _READ_BYTES = 8 * 1024 * 1024
 
 
@@ -138,36 +142,80 @@ def bucket_path(bucket_root: Path, bucket: str, key: str) -> Path:
     return bucket_root.joinpath(bucket, *parts)
 
 
-def _atomic_copy(src: Path, dest: Path) -> int:
-    if not src.exists():
-        raise ExportTaskError(f"input file {src} does not exist")
-    if not src.is_file():
-        raise ExportTaskError(f"input {src} is not a regular file")
+def _write_new(dest: Path, write: Callable[[int], None]) -> None:
+    """Write a temporary file beside dest with write(fd), then rename it over dest."""
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, tmp)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileNotFoundError:  # first object under this prefix
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            write(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, dest)
-    except OSError as exc:
+    except BaseException:
         with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise ExportTaskError(f"copying {src} to {dest} failed: {exc}") from exc
-    return dest.stat().st_size
+            os.unlink(tmp)
+        raise
+
+
+def _copy_into(src: Path, dest: Path) -> int:
+    """Copy src atomically to dest; its size."""
+    try:
+        fin = os.open(src, os.O_RDONLY)
+    except FileNotFoundError:
+        raise ExportTaskError(f"input file {src} does not exist") from None
+    except OSError as exc:
+        raise ExportTaskError(f"input file {src} cannot be read: {exc}") from exc
+    try:
+        st = os.fstat(fin)
+        if not stat.S_ISREG(st.st_mode):
+            raise ExportTaskError(f"input {src} is not a regular file")
+
+        def copy(fout: int) -> None:
+            left = st.st_size
+            while left > 0:
+                sent = os.sendfile(fout, fin, None, min(left, 1 << 30))
+                if sent == 0:
+                    break  # the file shrank while it was copied
+                left -= sent
+
+        try:
+            _write_new(dest, copy)
+        except OSError as exc:
+            raise ExportTaskError(f"copying {src} to {dest} failed: {exc}") from exc
+        return st.st_size
+    finally:
+        os.close(fin)
 
 
 def run_s3_task(task: S3ExportTaskDefinition, bucket_root: Path) -> tuple[Path, str]:
-    """Blocking part of an S3 task (runs in a worker thread); returns (object path, key)."""
+    """Blocking part of an S3 task; returns (object path, key)."""
     src = input_path(task.input_url)
     key = resolve_key(task.key)
     dest = bucket_path(bucket_root, task.bucket, key)
-    _atomic_copy(src, dest)
+    _copy_into(src, dest)
     if task.user_metadata:
         meta = bucket_root / ".metadata" / task.bucket / (key.strip("/") + ".json")
-        meta.parent.mkdir(parents=True, exist_ok=True)
-        tmp = meta.with_name(f".{meta.name}.{uuid.uuid4().hex}.part")
-        tmp.write_text(json.dumps(task.user_metadata, sort_keys=True))
-        os.replace(tmp, meta)
+        data = json.dumps(task.user_metadata, sort_keys=True).encode()
+        _write_new(meta, lambda fd: _write_all(fd, data))
     return dest, key
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _input_size(task: S3ExportTaskDefinition) -> int:
+    try:
+        return os.stat(input_path(task.input_url)).st_size
+    except (OSError, ExportTaskError):
+        return 0  # run_s3_task reports the problem
 
 
 @dataclass(frozen=True)
@@ -202,6 +250,7 @@ class ExportManager:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         self._recover_kinesis_progress()
+        self._recover_s3_progress()
         for name in self.store.names():
             self.sync(name)
 
@@ -276,7 +325,8 @@ class ExportManager:
         if status.status_level.value > wanted.value:
             return
         try:
-            payload = Util.validate_and_serialize_to_json_bytes(status)
+            # Built here from validated parts: serialised without the SDK's (costly) re-check.
+            payload = UtilInternal.serialize_to_json_with_empty_array_as_null(status)
             self.store.append(sc.status_stream_name, payload)
         except RequestError as exc:
             log.warning("status stream %s: status not recorded: %s", sc.status_stream_name, exc)
@@ -340,6 +390,52 @@ class ExportManager:
                 stream.save_progress()
 
 
+    def _recover_s3_progress(self) -> None:
+        for name in self.store.names():
+            stream = self.store.get(name)
+            export = stream.definition.export_definition
+            changed = False
+            for cfg in (export.s3_task_executor or []) if export else []:
+                status_name = cfg.status_config.status_stream_name if cfg.status_config else None
+                done = self._newest_reported(status_name, name, cfg.identifier)
+                prog = stream.export_progress(cfg.identifier)
+                if done is not None and prog.next_sequence_number <= done:
+                    log.info("stream %s/%s: progress recovered from status stream %s (%d -> %d)",
+                             name, cfg.identifier, status_name, prog.next_sequence_number,
+                             done + 1)
+                    prog.next_sequence_number = done + 1
+                    changed = True
+            if changed:
+                stream.save_progress()
+
+    def _newest_reported(self, status_name: str | None, name: str, ident: str) -> int | None:
+        """Sequence number of the newest task of (name, ident) with a final status."""
+        status_stream = self.store.find(status_name) if status_name else None
+        if status_stream is None:
+            return None
+        newest = None
+        seq = max(status_stream.oldest_sequence_number,
+                  status_stream.next_seq - STATUS_SCAN_LIMIT)
+        while seq < status_stream.next_seq:
+            batch = status_stream.read(seq, 1000, _READ_BYTES)
+            if not batch:
+                break
+            for msg in batch:
+                try:
+                    status = Util.deserialize_json_bytes_to_obj(msg.payload, StatusMessage)
+                except Exception:  # not ours to judge: any writer may use a status stream
+                    continue
+                ctx = status.status_context
+                if (status.status in _FINAL and ctx is not None and ctx.stream_name == name
+                        and ctx.export_identifier == ident and ctx.sequence_number is not None):
+                    newest = max(newest if newest is not None else -1, ctx.sequence_number)
+            seq = batch[-1].sequence_number + 1
+        return newest
+
+
+_FINAL = (Status.Success, Status.Failure)
+
+
 def s3_status(
     status: Status,
     level: StatusLevel,
@@ -373,6 +469,7 @@ class Exporter:
         self.stream = stream
         self.identifier = identifier
         self.start = start
+        self._saved = 0.0
 
     def alive(self) -> bool:
         return self.manager.store.find(self.stream.name) is self.stream
@@ -407,8 +504,17 @@ class Exporter:
         if timeout != 0:
             await self.manager.wakeups.wait((self.stream.name, ONLINE), timeout)
 
+    def save_progress_soon(self) -> None:
+        """Progress at most once a second: the export's own record (Kinesis log, status
+        stream) covers a kill in between, and is read back on start."""
+        if time.monotonic() - self._saved >= PROGRESS_SAVE_INTERVAL_S:
+            self.stream.save_progress()
+            self._saved = time.monotonic()
+
     def finish(self) -> None:
-        """Called when the exporter is stopped; persists anything kept in memory."""
+        """Called when the exporter is stopped: saves the progress kept in memory."""
+        if self.alive():
+            self.stream.save_progress()
 
     async def step(self, next_seq: int) -> float | None:
         """Export what is due from next_seq; return 0 to go on, else how long to wait."""
@@ -436,7 +542,10 @@ class S3TaskExporter(Exporter):
             task = parse_s3_task(msg.payload)
             self.manager.append_status(cfg, s3_status(
                 Status.InProgress, StatusLevel.INFO, task, cfg, name, seq, "upload in progress"))
-            _, key = await asyncio.to_thread(run_s3_task, task, self.manager.bucket_root)
+            if _input_size(task) <= INLINE_COPY_BYTES:  # a thread hand-off costs more
+                _, key = run_s3_task(task, self.manager.bucket_root)
+            else:
+                _, key = await asyncio.to_thread(run_s3_task, task, self.manager.bucket_root)
         except ExportTaskError as exc:
             error = str(exc)
         except OSError as exc:
@@ -458,7 +567,7 @@ class S3TaskExporter(Exporter):
         prog.exported_bytes += len(msg.payload)
         prog.exported_messages += 1
         prog.error_message = error
-        self.stream.save_progress()
+        self.save_progress_soon()
 
 
 class KinesisExporter(Exporter):
@@ -466,7 +575,6 @@ class KinesisExporter(Exporter):
                  config: KinesisConfig) -> None:
         super().__init__(manager, stream, config.identifier, config.start_sequence_number or 0)
         self.config = config
-        self._saved = 0.0
 
     async def step(self, next_seq: int) -> float | None:
         cfg = self.config
@@ -510,13 +618,5 @@ class KinesisExporter(Exporter):
         prog.exported_bytes += sum(len(m.payload) for m in batch)
         prog.exported_messages += len(batch)
         prog.error_message = None
-        # The log itself is the record of what was exported (scanned on start), so progress is
-        # saved at most once a second rather than once per batch.
-        if time.monotonic() - self._saved >= PROGRESS_SAVE_INTERVAL_S:
-            self.stream.save_progress()
-            self._saved = time.monotonic()
+        self.save_progress_soon()
         return 0
-
-    def finish(self) -> None:
-        if self.alive():
-            self.stream.save_progress()
