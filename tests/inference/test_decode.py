@@ -1,4 +1,5 @@
-"""Decoding: every kind of bad file becomes an ImageError with a code; odd formats become BGR."""
+"""Decoding: every kind of bad file becomes an ImageError with a code; odd formats become BGR,
+and Mono8 stays one channel whose tensor equals the BGR expansion's."""
 
 from __future__ import annotations
 
@@ -41,18 +42,61 @@ def test_png_and_bmp_decode_losslessly(tmp_path: Path) -> None:
     assert np.array_equal(load(write_image(tmp_path / "a.bmp", img)), img)
 
 
-def test_grayscale_becomes_three_equal_channels(tmp_path: Path) -> None:
+def test_grayscale_stays_one_channel(tmp_path: Path) -> None:
     gray = textured_image(40, 30)[:, :, 0]
     out = load(write_image(tmp_path / "g.png", gray))
-    assert out.shape == (40, 30, 3)
-    assert all(np.array_equal(out[:, :, c], gray) for c in range(3))
+    assert out.shape == (40, 30) and np.array_equal(out, gray)
+
+
+def _sources(tmp_path: Path) -> dict:
+    from PIL import Image
+
+    gray = textured_image(48, 64)[:, :, 0]
+    color = textured_image(48, 64)
+    files = {name: write_image(tmp_path / name, img) for name, img in (
+        ("gray.png", gray), ("gray.jpg", gray), ("gray.bmp", gray), ("gray.tiff", gray),
+        ("color.jpg", color), ("color.png", color), ("color.bmp", color),
+        ("gray16.png", gray.astype(np.uint16) * 257),
+        ("rgba.png", np.dstack([color, gray])))}
+    Image.fromarray(color[:, :, ::-1]).quantize(16).save(tmp_path / "palette.bmp")
+    Image.fromarray(gray).convert("P").save(tmp_path / "graypalette.bmp")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    Image.fromarray(gray).save(tmp_path / "rotated.jpg", exif=exif)
+    for name in ("palette.bmp", "graypalette.bmp", "rotated.jpg"):
+        files[name] = tmp_path / name
+    return files
+
+
+def test_every_source_gives_the_tensor_of_a_full_colour_decode(tmp_path: Path) -> None:
+    from vqi_inference import preprocess
+
+    norm = preprocess.Normalisation()
+    for name, path in _sources(tmp_path).items():
+        ours = load(path)
+        reference = cv2.imread(str(path), cv2.IMREAD_COLOR)  # Ultralytics' loader
+        assert (ours.ndim == 2) == name.startswith(("gray", "rotated")), name
+        a = preprocess.to_tensor(ours, np.empty((1, 3, *ours.shape[:2]), np.float32), norm)
+        b = preprocess.to_tensor(reference, np.empty((1, 3, *reference.shape[:2]), np.float32),
+                                 norm)
+        assert np.array_equal(a, b), name
+
+
+def test_letterboxed_gray_equals_letterboxed_bgr(tmp_path: Path) -> None:
+    from vqi_inference import letterbox
+
+    gray = textured_image(90, 160)[:, :, 0]
+    box = letterbox.plan(gray.shape, (64, 64))
+    one = letterbox.apply(gray, box)
+    three = letterbox.apply(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), box)
+    assert one.ndim == 2 and all(np.array_equal(three[:, :, c], one) for c in range(3))
 
 
 def test_sixteen_bit_keeps_the_high_byte(tmp_path: Path) -> None:
     wide = (np.arange(64 * 48, dtype=np.uint32).reshape(64, 48) * 21).astype(np.uint16)
     out = load(write_image(tmp_path / "w.png", wide))
     assert out.dtype == np.uint8
-    assert np.array_equal(out[:, :, 0], (wide >> 8).astype(np.uint8))
+    assert np.array_equal(out, (wide >> 8).astype(np.uint8))
 
 
 def test_alpha_channel_is_dropped(tmp_path: Path) -> None:
@@ -151,6 +195,8 @@ def test_decoding_matches_ultralytics_imread(tmp_path: Path) -> None:
     for path in cases:
         ours = load(path)
         ref = imread(str(path), cv2.IMREAD_COLOR)
+        if ours.ndim == 2:  # Mono8 kept as one channel: the same pixels in each of ref's
+            ours = cv2.cvtColor(ours, cv2.COLOR_GRAY2BGR)
         assert np.array_equal(ours, ref), path.name
 
 

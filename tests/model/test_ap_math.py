@@ -7,13 +7,10 @@ import pytest
 
 from vqitools.model.evaluate import (
     Accumulator,
-    Letterbox,
     ap_per_class,
     average_precision,
     box_iou,
     match_image,
-    nms,
-    postprocess,
 )
 
 GT = np.array([[10, 10, 50, 30], [100, 100, 140, 180]], float)
@@ -79,21 +76,11 @@ def test_each_ground_truth_matches_only_once() -> None:
     assert tp[:, 0].tolist() == [True, False]
 
 
-def test_box_iou_and_nms() -> None:
+def test_box_iou() -> None:
     a = np.array([[0, 0, 10, 10], [0, 0, 10, 10.5], [20, 20, 30, 30]], float)
     assert box_iou(a[:1], a[2:])[0, 0] == 0.0
     assert box_iou(a[:1], a[:1])[0, 0] == 1.0
-    assert nms(a, np.array([0.5, 0.9, 0.3]), 0.5).tolist() == [1, 2]
-
-
-def test_postprocess_maps_input_pixels_back_to_the_original_image() -> None:
-    # a 640x480 image letterboxed to 320x320: ratio 0.5, 40 px padding top and bottom
-    out = np.zeros((1, 5, 3), np.float32)
-    out[0, :, 0] = [160, 160, 40, 20, 0.9]  # centre of the input
-    out[0, 4, 1] = 0.1  # below the confidence threshold
-    boxes, scores, cls = postprocess(out, Letterbox(0.5, 0.0, 40.0), (480, 640), 0.25, 0.45)
-    assert boxes.tolist() == [[280.0, 220.0, 360.0, 260.0]]
-    assert scores.tolist() == pytest.approx([0.9]) and cls.tolist() == [0]
+    assert box_iou(a[:1], a[1:2])[0, 0] == pytest.approx(100 / 105)
 
 
 def test_ap_agrees_with_ultralytics_on_a_random_case() -> None:

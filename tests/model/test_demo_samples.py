@@ -1,34 +1,32 @@
-"""The committed demo model tells the committed defective samples from the good ones."""
+"""The committed demo model tells the committed defective samples from the good ones, on the
+device's detection path with the thresholds model.json ships."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
-from vqitools.model.evaluate import box_iou, load_model, postprocess, preprocess
+from vqi_inference import settings
+from vqitools.model.evaluate import Job, Limits, Runner, box_iou, open_model
 
 COMPONENT = Path(__file__).resolve().parents[2] / "components" / "model"
 EXPECTED = json.loads((COMPONENT / "samples" / "expected.json").read_text())["images"]
 
 
 @pytest.fixture(scope="module")
-def model() -> tuple[object, dict]:
-    return load_model(COMPONENT)
+def runner() -> Runner:
+    return Runner(open_model(COMPONENT))
 
 
-def _detect(model: tuple[object, dict], name: str) -> np.ndarray:
-    sess, meta = model
-    img = cv2.imread(str(COMPONENT / "samples" / name))
-    assert img is not None, name
-    x, geo = preprocess(img, meta)
-    thr = meta["thresholds"]
-    boxes, _, _ = postprocess(sess.run(None, {meta["input"]["name"]: x})[0], geo,
-                              img.shape[:2], thr["confidence"], thr["iou"])
-    return boxes
+def _detect(runner: Runner, name: str) -> np.ndarray:
+    # The thresholds the component resolves from model.json with its default configuration.
+    thresholds = settings.resolve(settings.parse({}), runner.model.spec).thresholds
+    outcome = runner.run_one(Job(name, str(COMPONENT / "samples" / name)), Limits(thresholds))
+    assert outcome.error is None, outcome.error
+    return outcome.detections.boxes
 
 
 def test_samples_hold_both_kinds_and_are_small() -> None:
@@ -38,13 +36,13 @@ def test_samples_hold_both_kinds_and_are_small() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(n for n, b in EXPECTED.items() if b))
-def test_defective_sample_is_flagged_where_the_scratch_is(model: tuple, name: str) -> None:
-    boxes = _detect(model, name)
+def test_defective_sample_is_flagged_where_the_scratch_is(runner: Runner, name: str) -> None:
+    boxes = _detect(runner, name)
     assert len(boxes) >= 1
     best = box_iou(np.asarray(EXPECTED[name]), boxes).max(axis=1)
     assert best.max() >= 0.5
 
 
 @pytest.mark.parametrize("name", sorted(n for n, b in EXPECTED.items() if not b))
-def test_good_sample_has_no_detection(model: tuple, name: str) -> None:
-    assert len(_detect(model, name)) == 0
+def test_good_sample_has_no_detection(runner: Runner, name: str) -> None:
+    assert len(_detect(runner, name)) == 0

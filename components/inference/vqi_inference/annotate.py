@@ -21,7 +21,7 @@ def file_name(image_id: str) -> str:
 
 
 def draw(image: np.ndarray, result: InspectionResult) -> np.ndarray:
-    out = image.copy()
+    out = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
     thick = max(1, round(max(out.shape[:2]) / 400))
     # The image may be a reduced-scale decode; boxes are in original pixels.
     sx = out.shape[1] / result.image_width if result.image_width else 1.0

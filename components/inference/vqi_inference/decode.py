@@ -1,8 +1,11 @@
-"""Read and decode image files into 8-bit BGR arrays, refusing bad input with a reason.
+"""Read and decode image files into 8-bit arrays, refusing bad input with a reason.
 
-Decoding matches what Ultralytics' loader produces (cv2.imdecode with IMREAD_COLOR): grayscale is
-expanded to three channels, alpha is dropped, 16-bit samples keep their high byte, and EXIF
-orientation is applied. Sizes are checked from the file header before the pixels are decoded, so a
+Pixels match what Ultralytics' loader produces (cv2.imdecode with IMREAD_COLOR): alpha is
+dropped, 16-bit samples keep their high byte, and EXIF orientation is applied. A single-channel
+(Mono8) source stays one channel, (H, W), so resizing touches a third of the bytes; the tensor
+step repeats it into three channels, which is exactly what IMREAD_COLOR would have given
+(IMREAD_ANYCOLOR; checked for PNG, JPEG, BMP incl. palettes, TIFF, 16-bit PNG, EXIF-rotated JPEG
+in tests/inference/test_decode.py). Sizes are checked from the file header before the pixels are decoded, so a
 small file that claims a huge canvas (a decompression bomb) never allocates it.
 """
 
@@ -109,7 +112,7 @@ def _jpeg_size(data: bytes) -> Tuple[Optional[int], Optional[int]]:
 
 
 def decode(data: np.ndarray, max_pixels: int) -> np.ndarray:
-    """8-bit BGR image (H, W, 3) from encoded bytes, or ImageError."""
+    """8-bit BGR (H, W, 3) or, from a single-channel source, gray (H, W); or ImageError."""
     if data.size == 0:
         raise ImageError(EMPTY, "file is empty")
     head = data[:65536].tobytes()
@@ -123,7 +126,7 @@ def decode(data: np.ndarray, max_pixels: int) -> np.ndarray:
                 TOO_LARGE, f"{fmt} is {width}x{height} pixels, limit is {max_pixels} pixels"
             )
     try:
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        image = cv2.imdecode(data, cv2.IMREAD_ANYCOLOR)
     except cv2.error as exc:
         raise ImageError(CORRUPT, f"decoder failed: {str(exc).strip()[:200]}") from None
     if image is None:
@@ -132,11 +135,11 @@ def decode(data: np.ndarray, max_pixels: int) -> np.ndarray:
         raise ImageError(CORRUPT, f"{probed[0]} data is corrupt or truncated")
     if image.shape[0] * image.shape[1] > max_pixels:
         raise ImageError(TOO_LARGE, f"{image.shape[1]}x{image.shape[0]} pixels is over the limit")
-    if image.dtype != np.uint8:  # IMREAD_COLOR already gives 8 bits; guard other decoders
+    if image.dtype != np.uint8:  # IMREAD_ANYCOLOR already gives 8 bits; guard other decoders
         wide = image.dtype == np.uint16
         image = (image >> 8).astype(np.uint8) if wide else image.astype(np.uint8)
-    if image.ndim == 2:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.ndim == 3 and image.shape[2] != 3:  # e.g. a 2-channel gray+alpha decoder result
+        image = cv2.cvtColor(image[:, :, :1], cv2.COLOR_GRAY2BGR)
     return image
 
 

@@ -57,7 +57,7 @@ def plan(
 
 
 def apply(image: np.ndarray, box: Letterbox, pad_value: int = 114) -> np.ndarray:
-    """Resize and pad a (H, W, 3) uint8 image according to `box`."""
+    """Resize and pad a (H, W, 3) or (H, W) uint8 image according to `box`."""
     if (image.shape[1], image.shape[0]) != box.new_unpad_wh:
         image = cv2.resize(image, box.new_unpad_wh, interpolation=cv2.INTER_LINEAR)
     return cv2.copyMakeBorder(

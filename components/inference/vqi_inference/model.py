@@ -98,6 +98,11 @@ def read_spec(model_dir: str) -> ModelSpec:
         raise ModelError(f"model metadata unreadable: {meta_path}: {exc}") from None
     if not isinstance(data, dict):
         raise ModelError(f"model metadata is not a JSON object: {meta_path}")
+    return parse_spec(data, model_dir)
+
+
+def parse_spec(data: Dict[str, Any], model_dir: str) -> ModelSpec:
+    """Check a model.json document whose ONNX file lives in `model_dir`."""
     schema = _get(data, "schema_version", int)
     if schema not in SUPPORTED_SCHEMA_VERSIONS:
         raise ModelError(f"model.json schema_version {schema} is not supported "

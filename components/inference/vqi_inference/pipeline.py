@@ -91,6 +91,15 @@ class Runner:
     def new_buffer(self) -> np.ndarray:
         return np.empty(self.shape, dtype=np.float32)
 
+    def tensor(self, image: np.ndarray, buffer: np.ndarray) -> letterbox.Letterbox:
+        """Letterbox and normalise a decoded image into `buffer`; the geometry, to map boxes
+        back. Calibration and export parity feed the model through this too."""
+        box = letterbox.plan(image.shape[:2], self.shape[2:], scaleup=self.lb.scaleup,
+                             center=self.lb.center, auto=False, stride=self.lb.stride)
+        padded = letterbox.apply(image, box, self.lb.pad_value)
+        preprocess.to_tensor(padded, buffer, self.norm)
+        return box
+
     def prepare(self, job: Job, limits: Limits, buffer: np.ndarray) -> _Prepared:
         """Read, decode, letterbox and normalise into `buffer`; ImageError for bad input."""
         t0 = time.perf_counter()
@@ -105,10 +114,7 @@ class Runner:
             image = decode.decode(data, limits.max_pixels)
         del data
         t2 = time.perf_counter()
-        box = letterbox.plan(image.shape[:2], self.shape[2:], scaleup=self.lb.scaleup,
-                             center=self.lb.center, auto=False, stride=self.lb.stride)
-        padded = letterbox.apply(image, box, self.lb.pad_value)
-        preprocess.to_tensor(padded, buffer, self.norm)
+        box = self.tensor(image, buffer)
         t3 = time.perf_counter()
         timings = {"queue": _ms(job.received, t0), "read": _ms(t0, t1), "decode": _ms(t1, t2),
                    "preprocess": _ms(t2, t3)}

@@ -1,4 +1,5 @@
-"""Turn a letterboxed 8-bit BGR image into the model's input tensor, in place.
+"""Turn a letterboxed 8-bit BGR (or single-channel gray) image into the model's input tensor,
+in place.
 
 Writing into a preallocated buffer keeps memory flat: the pipeline owns a small pool of buffers and
 never allocates a new float tensor per image.
@@ -31,16 +32,27 @@ class Normalisation:
 
 
 def to_tensor(image: np.ndarray, out: np.ndarray, norm: Normalisation) -> np.ndarray:
-    """Fill `out` (1, 3, H, W) from `image` (H, W, 3) uint8 BGR and return it."""
-    chw = image.transpose(2, 0, 1)
-    if norm.color == "RGB":
-        chw = chw[::-1]
+    """Fill `out` (1, 3, H, W) from `image`, (H, W, 3) uint8 BGR or (H, W) gray, and return it.
+
+    Gray is scaled once and repeated into the three channels: the same values as its BGR
+    expansion, for a third of the arithmetic."""
     target = out[0]
-    if abs(norm.scale - _INV255) < 1e-12:
-        # Divide (not multiply by 1/255) so values equal Ultralytics' div_(255) bit for bit.
-        np.divide(chw, np.float32(255.0), out=target, dtype=np.float32)
+    exact = abs(norm.scale - _INV255) < 1e-12
+    if image.ndim == 2:
+        planes: np.ndarray = image[None]
+        first = target[:1]
     else:
-        np.multiply(chw, np.float32(norm.scale), out=target, dtype=np.float32)
+        planes = image.transpose(2, 0, 1)
+        if norm.color == "RGB":
+            planes = planes[::-1]
+        first = target
+    if exact:
+        # Divide (not multiply by 1/255) so values equal Ultralytics' div_(255) bit for bit.
+        np.divide(planes, np.float32(255.0), out=first, dtype=np.float32)
+    else:
+        np.multiply(planes, np.float32(norm.scale), out=first, dtype=np.float32)
+    if image.ndim == 2:
+        target[1:] = target[:1]
     if any(norm.mean):
         target -= np.asarray(norm.mean, dtype=np.float32)[:, None, None]
     if any(s != 1.0 for s in norm.std):

@@ -44,7 +44,7 @@ class Service:
         self._metrics_thread: Optional[threading.Thread] = None
         self.pipeline = Pipeline(
             model, self._limits, self._on_outcome,
-            decode_threads=config.decode_threads, prepared_queue=config.prepared_queue,
+            decode_threads=settings.decode_threads(config), prepared_queue=config.prepared_queue,
             pending_queue=config.pending_queue,
             inference_threads=settings.thread_layout(config)[0],
         )
@@ -62,7 +62,7 @@ class Service:
                  "%d inference thread(s) x %d intra-op thread(s), %d decode thread(s)",
                  self.started_config.image_topic, self.model.spec.name, self.model.spec.version,
                  self.model.spec.sha256[:12], self.model.providers, workers, intra,
-                 self.started_config.decode_threads)
+                 settings.decode_threads(self.started_config))
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the images already accepted, publish their results, stop the threads."""

@@ -56,7 +56,7 @@ def _evaluate(a: argparse.Namespace) -> int:
     from vqitools.model.evaluate import evaluate_dir
 
     res = evaluate_dir(Path(a.model_dir), Path(a.data), split=a.split, conf=a.conf, iou=a.iou,
-                       limit=a.limit)
+                       limit=a.limit, reduced_jpeg=a.reduced_jpeg)
     res["command"] = "scripts/model " + " ".join(sys.argv[1:])
     print(json.dumps(res, indent=2))
     if a.update_metrics:
@@ -136,13 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--max-map50-drop", type=float, default=0.02)
     q.set_defaults(fn=_quantize)
 
-    v = sub.add_parser("evaluate", help="mAP of an exported model through onnxruntime")
+    v = sub.add_parser("evaluate", help="mAP of an exported model on the device's detection path")
     v.add_argument("--model-dir", default=str(MODEL_COMPONENT))
     v.add_argument("--data", required=True, help="dataset YAML")
     v.add_argument("--split", default="test")
     v.add_argument("--conf", type=float, default=0.001)
     v.add_argument("--iou", type=float, default=0.6)
     v.add_argument("--limit", type=int, default=None)
+    v.add_argument("--reduced-jpeg", action="store_true",
+                   help="decode large JPEGs at reduced scale, as JpegReducedDecode does")
     v.add_argument("--min-map50", type=float, default=None, help="exit 4 if below")
     v.add_argument("--update-metrics", default=None, metavar="KEY",
                    help="store the result under model.json metrics.KEY (re-hashes nothing)")

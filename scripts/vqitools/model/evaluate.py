@@ -1,24 +1,34 @@
-"""Detection mAP of an exported model, run through onnxruntime exactly as the device runs it.
+"""Detection mAP of an exported model, measured on the device's own detection path.
 
-The metric is written out here in numpy (no Ultralytics at evaluation time) so the number in the
-model card comes from the same pre/post-processing contract that model.json describes:
-letterbox -> RGB/255 NCHW -> [1, 4+nc, N] boxes-first cxcywh -> confidence filter -> per-class
-NMS -> boxes back in original pixels. Matching is COCO-style greedy by score; AP is the
-101-point interpolated (COCO) or all-point (VOC 2010+) area under the precision envelope.
+Every image goes through the Inference component's `Runner.run_one` (file read, decode,
+letterbox, normalisation, session.run, candidate selection, NMS, boxes back in original pixels),
+with evaluation thresholds (confidence 0.001, at most 300 boxes), so the model card describes
+what the device runs. Only matching and AP live here, in numpy: matching is COCO-style greedy by
+score; AP is the 101-point interpolated (COCO) or all-point (VOC 2010+) area under the precision
+envelope.
 """
 
 from __future__ import annotations
 
-import json
-import time
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
+
+_INFERENCE = Path(__file__).resolve().parents[3] / "components" / "inference"
+if str(_INFERENCE) not in sys.path:
+    sys.path.insert(0, str(_INFERENCE))
+
+from vqi_inference import model as M  # noqa: E402
+from vqi_inference.pipeline import Job, Limits, Runner  # noqa: E402
+from vqi_inference.postprocess import Thresholds  # noqa: E402
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+EVAL_CONF = 0.001
+EVAL_IOU = 0.6
+EVAL_MAX_DET = 300
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -35,91 +45,6 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(axis=1)
     union = area_a[:, None] + area_b[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_thr: float) -> np.ndarray:
-    """Greedy non-maximum suppression; returns kept indices, best score first."""
-    order = np.argsort(-scores, kind="stable")
-    keep: list[int] = []
-    while order.size:
-        i = int(order[0])
-        keep.append(i)
-        if order.size == 1:
-            break
-        ious = box_iou(boxes[i:i + 1], boxes[order[1:]])[0]
-        order = order[1:][ious <= iou_thr]
-    return np.asarray(keep, np.int64)
-
-
-# ----------------------------------------------------------------------------- pre/post
-
-
-@dataclass(frozen=True)
-class Letterbox:
-    """How an image was fitted into the model input (to map boxes back)."""
-
-    ratio: float
-    pad_x: float
-    pad_y: float
-
-
-def letterbox(img: np.ndarray, size: tuple[int, int], pad_value: int = 114,
-              scaleup: bool = True, center: bool = True) -> tuple[np.ndarray, Letterbox]:
-    """Resize keeping aspect ratio and pad to size (h, w), as Ultralytics' LetterBox does."""
-    h0, w0 = img.shape[:2]
-    th, tw = size
-    r = min(th / h0, tw / w0)
-    if not scaleup:
-        r = min(r, 1.0)
-    nw, nh = int(round(w0 * r)), int(round(h0 * r))
-    dw, dh = (tw - nw), (th - nh)
-    if center:
-        dw, dh = dw / 2, dh / 2
-    if (w0, h0) != (nw, nh):
-        img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    top, bottom = (int(round(dh - 0.1)), int(round(dh + 0.1))) if center else (0, int(dh))
-    left, right = (int(round(dw - 0.1)), int(round(dw + 0.1))) if center else (0, int(dw))
-    img = cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT,
-                             value=(pad_value, pad_value, pad_value))
-    return img, Letterbox(r, float(left), float(top))
-
-
-def preprocess(bgr: np.ndarray, meta: dict) -> tuple[np.ndarray, Letterbox]:
-    """BGR uint8 image -> model input tensor per model.json's input section."""
-    inp = meta["input"]
-    lb = inp.get("letterbox", {})
-    img, geo = letterbox(bgr, tuple(inp["imgsz"]), int(lb.get("pad_value", 114)),
-                         bool(lb.get("scaleup", True)), bool(lb.get("center", True)))
-    if inp.get("color", "RGB") == "RGB":
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    x = img.astype(np.float32) * float(inp.get("scale", 1 / 255))
-    mean = np.asarray(inp.get("mean", [0, 0, 0]), np.float32)
-    std = np.asarray(inp.get("std", [1, 1, 1]), np.float32)
-    x = (x - mean) / std
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None]), geo
-
-
-def postprocess(out: np.ndarray, geo: Letterbox, orig_hw: tuple[int, int], conf: float,
-                iou: float, max_det: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """[1, 4+nc, N] -> (xyxy boxes in original pixels, scores, classes)."""
-    pred = np.asarray(out)[0].T  # [N, 4+nc]
-    cls_scores = pred[:, 4:]
-    cls = cls_scores.argmax(axis=1)
-    scores = cls_scores[np.arange(len(cls)), cls]
-    m = scores >= conf
-    pred, cls, scores = pred[m], cls[m], scores[m]
-    if not len(pred):
-        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
-    cx, cy, w, h = pred[:, 0], pred[:, 1], pred[:, 2], pred[:, 3]
-    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    offset = cls[:, None].astype(np.float32) * 7680.0  # class-aware NMS in one pass
-    keep = nms(boxes + offset, scores, iou)[:max_det]
-    boxes, scores, cls = boxes[keep], scores[keep], cls[keep]
-    boxes[:, [0, 2]] = (boxes[:, [0, 2]] - geo.pad_x) / geo.ratio
-    boxes[:, [1, 3]] = (boxes[:, [1, 3]] - geo.pad_y) / geo.ratio
-    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, orig_hw[1])
-    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, orig_hw[0])
-    return boxes.astype(np.float32), scores.astype(np.float32), cls.astype(np.int64)
 
 
 # ----------------------------------------------------------------------------- metric
@@ -225,7 +150,7 @@ class Accumulator:
         return {"mAP50": float(stack[:, 0].mean()), "mAP50-95": float(stack.mean())}
 
 
-# ----------------------------------------------------------------------------- dataset + run
+# ----------------------------------------------------------------------------- dataset
 
 
 def read_yolo_labels(path: Path, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
@@ -266,42 +191,42 @@ def label_path(img: Path) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
-def load_model(model_dir: Path, threads: int = 2) -> tuple[object, dict]:
-    """onnxruntime CPU session + model.json from an exported model folder."""
-    import onnxruntime as ort
-
-    meta = json.loads((Path(model_dir) / "model.json").read_text())
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(Path(model_dir) / meta["onnx_file"]), opts,
-                                providers=["CPUExecutionProvider"])
-    return sess, meta
+def open_model(model_dir: Path, threads: int = 2) -> M.LoadedModel:
+    """The model as the device loads it: model.json checked, sha256 verified, session made."""
+    return M.load(str(model_dir), M.SessionSettings(intra_op_threads=threads))
 
 
-def evaluate_session(sess: object, meta: dict, images: list[Path], conf: float = 0.001,
-                     iou: float = 0.6, report_conf: float | None = None) -> dict:
-    """Run a session over images with labels; mAP plus operating-point and speed figures."""
-    in_name = meta["input"]["name"]
+def evaluation_limits(spec: M.ModelSpec, conf: float = EVAL_CONF, iou: float = EVAL_IOU,
+                      max_det: int = EVAL_MAX_DET, reduced_jpeg: bool = False) -> Limits:
+    """The device's per-image limits with evaluation thresholds (one for every class)."""
+    per_class = np.full(spec.num_classes, conf, np.float32)
+    return Limits(Thresholds(per_class, iou=iou, max_detections=max_det),
+                  max_bytes=1 << 30, max_pixels=1 << 30, reduced_jpeg=reduced_jpeg)
+
+
+def evaluate_model(loaded: M.LoadedModel, images: list[Path], conf: float = EVAL_CONF,
+                   iou: float = EVAL_IOU, report_conf: float | None = None,
+                   reduced_jpeg: bool = False) -> dict:
+    """Run the device path over labelled images; mAP plus operating-point and speed figures."""
+    runner = Runner(loaded)
+    limits = evaluation_limits(loaded.spec, conf, iou, reduced_jpeg=reduced_jpeg)
+    buffer = runner.new_buffer()
     acc = Accumulator.new()
-    report_conf = meta.get("thresholds", {}).get("confidence", 0.25) if report_conf is None \
-        else report_conf
+    report_conf = loaded.spec.confidence if report_conf is None else report_conf
     tp_at = fp_at = n_gt = 0
     img_ok = 0
-    infer_s = 0.0
+    infer_ms = 0.0
     for p in images:
-        bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ValueError(f"unreadable image: {p}")
-        h, w = bgr.shape[:2]
-        x, geo = preprocess(bgr, meta)
-        t0 = time.perf_counter()
-        out = sess.run(None, {in_name: x})[0]
-        infer_s += time.perf_counter() - t0
-        pb, ps, pc = postprocess(out, geo, (h, w), conf, iou)
+        outcome = runner.run_one(Job(p.name, str(p)), limits, buffer)
+        if outcome.error is not None or outcome.detections is None or outcome.orig_hw is None:
+            raise ValueError(f"{p}: {outcome.error}")
+        h, w = outcome.orig_hw
+        det = outcome.detections
+        pb, ps, pc = det.boxes, det.scores, det.classes
+        infer_ms += outcome.timings_ms.get("inference", 0.0)
         gb, gc = read_yolo_labels(label_path(p), w, h)
         acc.add(pb, ps, pc, gb, gc)
-        keep = ps >= report_conf
+        keep = ps > report_conf  # strictly above, as the device's own threshold
         m = match_image(pb[keep], ps[keep], pc[keep], gb, gc, np.array([0.5]))[:, 0]
         tp_at += int(m.sum())
         fp_at += int((~m).sum())
@@ -319,21 +244,29 @@ def evaluate_session(sess: object, meta: dict, images: list[Path], conf: float =
             "precision": round(tp_at / max(tp_at + fp_at, 1), 4),
             "recall": round(tp_at / max(n_gt, 1), 4),
             "image_accuracy": round(img_ok / max(len(images), 1), 4)},
-        "eval_conf": conf, "eval_nms_iou": iou,
-        "ms_per_image": round(1000 * infer_s / max(len(images), 1), 2),
+        "eval_conf": conf, "eval_nms_iou": iou, "eval_max_det": EVAL_MAX_DET,
+        "path": "vqi_inference Runner.run_one" + (" (JpegReducedDecode)" if reduced_jpeg else ""),
+        "ms_per_image": round(infer_ms / max(len(images), 1), 2),
     }
 
 
-def evaluate_dir(model_dir: Path, data_yaml: Path, split: str = "test", conf: float = 0.001,
-                 iou: float = 0.6, limit: int | None = None) -> dict:
+def with_onnx(loaded: M.LoadedModel, onnx_path: Path, threads: int = 2) -> M.LoadedModel:
+    """The same model.json contract over another ONNX file (e.g. its int8 quantization)."""
+    spec = replace(loaded.spec, onnx_path=str(onnx_path), sha256=M.file_sha256(str(onnx_path)))
+    return M.open_session(spec, M.SessionSettings(intra_op_threads=threads))
+
+
+def evaluate_dir(model_dir: Path, data_yaml: Path, split: str = "test", conf: float = EVAL_CONF,
+                 iou: float = EVAL_IOU, limit: int | None = None,
+                 reduced_jpeg: bool = False) -> dict:
     """Evaluate an exported model folder (model.onnx + model.json) on a dataset split."""
-    sess, meta = load_model(model_dir)
+    loaded = open_model(model_dir)
     images = split_images(data_yaml, split)
     if limit:
         images = images[:limit]
     if not images:
         raise ValueError(f"no images in split '{split}' of {data_yaml}")
-    res = evaluate_session(sess, meta, images, conf, iou)
+    res = evaluate_model(loaded, images, conf, iou, reduced_jpeg=reduced_jpeg)
     res.update({"split": split, "data": str(Path(data_yaml).resolve()),
-                "model_sha256": meta.get("sha256"), "runtime": "onnxruntime CPU"})
+                "model_sha256": loaded.spec.sha256, "runtime": "onnxruntime CPU"})
     return res

@@ -103,12 +103,15 @@ def parity(torch_model: object, onnx_path: Path, meta: dict, images: list[np.nda
     import onnxruntime as ort
     import torch
 
-    from vqitools.model.evaluate import preprocess
+    from vqitools.model.evaluate import M, Runner
 
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    # The tensors the device would feed, from the model.json about to be written.
+    runner = Runner(M.LoadedModel(M.parse_spec(meta, str(onnx_path.parent)), sess, -1, []))
     box_diff = score_diff = 0.0
     for img in images:
-        x, _ = preprocess(img, meta)
+        x = runner.new_buffer()
+        runner.tensor(img, x)
         with torch.no_grad():
             y = torch_model(torch.from_numpy(x))
         y = y[0] if isinstance(y, (list, tuple)) else y

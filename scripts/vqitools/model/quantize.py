@@ -1,7 +1,8 @@
 """Static int8 quantization (onnxruntime QDQ) with a guard on the mAP it costs.
 
-Calibration feeds real images through the same preprocessing as inference. The Detect head's
-box/score decoding (Split, Softmax over DFL bins, Sigmoid, Concat, arithmetic on pixel
+Calibration feeds real images through the device's own decode and preprocessing (the Inference
+component's Runner), and both models are scored on its detection path (evaluate.py). The Detect
+head's box/score decoding (Split, Softmax over DFL bins, Sigmoid, Concat, arithmetic on pixel
 coordinates) stays float: quantizing a tensor that mixes 0..1 scores with 0..320 pixel
 coordinates destroys the scores. The int8 model is written only if its mAP50 on the given
 split is within ``max_map50_drop`` of the float model's.
@@ -15,11 +16,18 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-import cv2
 import numpy as np
 
-from vqitools.model.evaluate import IMAGE_SUFFIXES, evaluate_session, preprocess, split_images
+from vqitools.model.evaluate import (
+    IMAGE_SUFFIXES,
+    Runner,
+    evaluate_model,
+    open_model,
+    split_images,
+    with_onnx,
+)
 from vqitools.model.export import sha256_file, write_metadata
 
 
@@ -32,20 +40,23 @@ def _calibration_images(folder: Path, n: int) -> list[Path]:
 
 
 class _Reader:
-    """onnxruntime CalibrationDataReader over preprocessed images."""
+    """onnxruntime CalibrationDataReader: image files -> the tensors the device would feed."""
 
-    def __init__(self, paths: list[Path], meta: dict) -> None:
+    def __init__(self, paths: list[Path], runner: Runner) -> None:
+        from vqi_inference import decode
+
         self._it = iter(paths)
-        self._meta = meta
+        self._runner = runner
+        self._load = decode.load_image
 
     def get_next(self) -> dict | None:
         p = next(self._it, None)
         if p is None:
             return None
-        img = cv2.imread(str(p))
-        if img is None:
-            raise ValueError(f"unreadable calibration image {p}")
-        return {self._meta["input"]["name"]: preprocess(img, self._meta)[0]}
+        image = self._load(str(p), 1 << 30, 1 << 30)  # ImageError names a bad file
+        buffer = self._runner.new_buffer()
+        self._runner.tensor(image, buffer)
+        return {self._runner.input_name: buffer}
 
 
 def head_decode_nodes(onnx_path: Path) -> list[str]:
@@ -60,22 +71,14 @@ def head_decode_nodes(onnx_path: Path) -> list[str]:
     return [n.name for n in g.node if n.name.startswith(head) and n.op_type != "Conv"]
 
 
-def _session(path: Path) -> object:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def _latency_ms(sess: object, meta: dict, runs: int = 30) -> float:
-    x = np.random.default_rng(0).random(meta["input"]["shape"], dtype=np.float32)
-    name = meta["input"]["name"]
+def _latency_ms(loaded: Any, runs: int = 30) -> float:
+    spec = loaded.spec
+    x = np.random.default_rng(0).random((1, 3, *spec.imgsz), dtype=np.float32)
     for _ in range(3):
-        sess.run(None, {name: x})
+        loaded.session.run(None, {spec.input_name: x})
     t0 = time.perf_counter()
     for _ in range(runs):
-        sess.run(None, {name: x})
+        loaded.session.run(None, {spec.input_name: x})
     return 1000 * (time.perf_counter() - t0) / runs
 
 
@@ -89,6 +92,7 @@ def quantize(model_dir: Path, out_dir: Path, calib: Path, data: Path, split: str
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     meta = json.loads((model_dir / "model.json").read_text())
     fp32 = model_dir / meta["onnx_file"]
+    floating = open_model(model_dir)
     images = split_images(data, split)
     calib_paths = _calibration_images(calib, n_calib)
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,13 +100,13 @@ def quantize(model_dir: Path, out_dir: Path, calib: Path, data: Path, split: str
         q = Path(tmp) / "model.onnx"
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         exclude = head_decode_nodes(pre) if keep_head_float else []
-        quantize_static(str(pre), str(q), _Reader(calib_paths, meta),
+        quantize_static(str(pre), str(q), _Reader(calib_paths, Runner(floating)),
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, per_channel=per_channel,
                         calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude)
-        fsess, qsess = _session(fp32), _session(q)
-        fres = evaluate_session(fsess, meta, images)
-        qres = evaluate_session(qsess, meta, images)
+        quantized = with_onnx(floating, q)
+        fres = evaluate_model(floating, images)
+        qres = evaluate_model(quantized, images)
         drop = fres["mAP50"] - qres["mAP50"]
         report = {
             "accepted": bool(drop <= max_map50_drop), "max_map50_drop": max_map50_drop,
@@ -110,10 +114,10 @@ def quantize(model_dir: Path, out_dir: Path, calib: Path, data: Path, split: str
             "calibration_images": len(calib_paths), "excluded_head_nodes": len(exclude),
             "float": {"size_bytes": fp32.stat().st_size, "mAP50": fres["mAP50"],
                       "mAP50-95": fres["mAP50-95"],
-                      "latency_ms": round(_latency_ms(fsess, meta), 2)},
+                      "latency_ms": round(_latency_ms(floating), 2)},
             "int8": {"size_bytes": q.stat().st_size, "mAP50": qres["mAP50"],
                      "mAP50-95": qres["mAP50-95"],
-                     "latency_ms": round(_latency_ms(qsess, meta), 2)},
+                     "latency_ms": round(_latency_ms(quantized), 2)},
         }
         if not report["accepted"]:
             report["reason"] = (f"int8 mAP50 {qres['mAP50']:.4f} is {drop:.4f} below float "
