@@ -4,9 +4,10 @@ Pixels match what Ultralytics' loader produces (cv2.imdecode with IMREAD_COLOR):
 dropped, 16-bit samples keep their high byte, and EXIF orientation is applied. A single-channel
 (Mono8) source stays one channel, (H, W), so resizing touches a third of the bytes; the tensor
 step repeats it into three channels, which is exactly what IMREAD_COLOR would have given
-(IMREAD_ANYCOLOR; checked for PNG, JPEG, BMP incl. palettes, TIFF, 16-bit PNG, EXIF-rotated JPEG
-in tests/inference/test_decode.py). Sizes are checked from the file header before the pixels are decoded, so a
-small file that claims a huge canvas (a decompression bomb) never allocates it.
+(IMREAD_ANYCOLOR; checked for PNG, JPEG, BMP incl. palettes, TIFF, 16-bit PNG, EXIF-rotated
+JPEG in tests/inference/test_decode.py). Sizes are checked from the file header before the
+pixels are decoded, so a small file that claims a huge canvas (a decompression bomb) never
+allocates it.
 """
 
 from __future__ import annotations
