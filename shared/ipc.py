@@ -14,6 +14,8 @@ import threading
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from shared.component import StartError
+
 log = logging.getLogger(__name__)
 
 JsonHandler = Callable[[Any, str], None]
@@ -51,7 +53,8 @@ class IpcClient:
         )
 
     def subscribe_json(self, topic: str, handler: JsonHandler) -> None:
-        """Call handler(message, topic) for each JSON (or UTF-8 JSON binary) message on topic."""
+        """Call handler(message, topic) for each JSON (or UTF-8 JSON binary) message on topic;
+        StartError if the nucleus refuses the subscription."""
         from awsiot.greengrasscoreipc.model import SubscriptionResponseMessage
 
         def on_event(event: SubscriptionResponseMessage) -> None:
@@ -74,9 +77,13 @@ class IpcClient:
             log.error("subscription to %s failed: %s", topic, error)
             return False
 
-        _, operation = self._client.subscribe_to_topic(
-            topic=topic, on_stream_event=on_event, on_stream_error=on_error
-        )
+        try:
+            _, operation = self._client.subscribe_to_topic(
+                topic=topic, on_stream_event=on_event, on_stream_error=on_error
+            )
+        except Exception as exc:
+            raise StartError(f"cannot subscribe to {topic} ({type(exc).__name__}: {exc}); does "
+                             "the deployment's accessControl allow it?") from exc
         self._operations.append(operation)
 
     # -- IoT Core --------------------------------------------------------------------------------

@@ -9,10 +9,12 @@ roots and write the marker files tests ask them to write.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, Callable, Dict
 
 import pytest
 
@@ -41,3 +43,20 @@ def _temporary_folders_reachable_by_component_users(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pytest.TempPathFactory, "mktemp", mktemp)
         yield
+
+
+@pytest.fixture(scope="session")
+def assert_valid_metrics() -> Callable[[Dict[str, Any]], None]:
+    """Checks a component's metrics message against shared/schemas/metrics.schema.json."""
+    import jsonschema
+
+    path = Path(__file__).resolve().parents[1] / "shared" / "schemas" / "metrics.schema.json"
+    schema = json.loads(path.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+
+    def check(message: Dict[str, Any]) -> None:
+        errors = sorted(validator.iter_errors(message), key=lambda e: list(e.path))
+        assert not errors, "; ".join(f"{list(e.path)}: {e.message}" for e in errors)
+
+    return check

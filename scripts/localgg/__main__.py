@@ -19,13 +19,22 @@ from pathlib import Path
 from localgg.deploy import DeployError
 from localgg.recipes import RecipeError
 from localgg.runtime import (
+    ExtraEnvError,
     LocalRuntime,
     OverrideError,
     RootBusyError,
     RuntimeOptions,
     load_overrides,
+    parse_env_assignment,
 )
 from localgg.supervisor import RestartPolicy
+
+
+def _env_assignment(text: str) -> tuple[str, str]:
+    try:
+        return parse_env_assignment(text)
+    except ExtraEnvError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,8 +55,11 @@ def _parser() -> argparse.ArgumentParser:
                             '["/Key"]}} applied to the configuration the root holds')
         p.add_argument("--only", nargs="+", metavar="NAME",
                        help="only these components (and what they depend on)")
-        p.add_argument("--venv-cache", type=Path,
-                       help="VQI_VENV_CACHE for Install steps (default ~/.cache/vqi/venvs)")
+        p.add_argument("--env", action="append", default=[], type=_env_assignment,
+                       metavar="NAME=VALUE",
+                       help="add NAME=VALUE to every component's environment (repeatable; the "
+                            "last one of a name wins, a recipe's setEnv wins over it): a local "
+                            "convenience, on a device set it in the recipe's setEnv")
         p.add_argument("--stream-manager-port", type=int, default=None,
                        help="set aws.greengrass.StreamManager's STREAM_MANAGER_SERVER_PORT "
                             "(0: a free port; default: its deployed configuration, 8088)")
@@ -99,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         region=args.region,
         overrides=overrides,
         only=args.only,
-        venv_cache=args.venv_cache,
+        extra_env=dict(args.env),
         stream_manager_port=args.stream_manager_port,
         policy=RestartPolicy(max_errors=args.max_errors, backoff_initial_s=args.backoff),
     )

@@ -66,10 +66,6 @@ class Header(NamedTuple):
     def int32(cls, name: str, value: int) -> Header:
         return cls(name, value, HeaderType.INT32)
 
-    @classmethod
-    def boolean(cls, name: str, value: bool) -> Header:
-        return cls(name, bool(value), HeaderType.BOOL_TRUE if value else HeaderType.BOOL_FALSE)
-
 
 @dataclass
 class Message:

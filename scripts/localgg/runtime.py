@@ -20,6 +20,7 @@ import fcntl
 import json
 import os
 import pwd
+import re
 import shlex
 import sys
 import tempfile
@@ -49,6 +50,14 @@ SVCUID_ENV = "SVCUID"
 
 # Set in every component process (not in env files): finds processes left by a runtime that died.
 ROOT_MARKER = "LOCALGG_ROOT"
+# What the runtime itself sets in every component's environment: extra_env may not replace it.
+RUNTIME_VARIABLES = frozenset({
+    SVCUID_ENV, "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH",
+    "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT", "AWS_IOT_THING_NAME",
+    "GREENGRASS_COMPONENT_VERSION", "AWS_REGION", "AWS_DEFAULT_REGION", "GG_ROOT_CA_PATH",
+    ROOT_MARKER,
+})
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAX_SOCKET_PATH = 100
 
 
@@ -60,6 +69,30 @@ class OverrideError(ValueError):
     """The configuration overrides file is not shaped like a deployment's configurationUpdate."""
 
 
+class ExtraEnvError(ValueError):
+    """An extra environment variable has a bad name or would replace one the runtime sets."""
+
+
+def check_extra_env(extra_env: dict[str, str]) -> None:
+    for name, value in extra_env.items():
+        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+            raise ExtraEnvError(f"extra environment variable name {name!r} is not a valid name")
+        if name in RUNTIME_VARIABLES:
+            raise ExtraEnvError(f"{name} is set by the runtime itself, not as extra environment"
+                                " (--thing-name and --region choose the thing name and region)")
+        if not isinstance(value, str):
+            raise ExtraEnvError(f"extra environment variable {name} must be a string, "
+                                f"got {value!r}")
+
+
+def parse_env_assignment(text: str) -> tuple[str, str]:
+    """`NAME=VALUE` (the value may be empty or hold `=`), as `--env` takes it."""
+    name, sep, value = text.partition("=")
+    if not sep or not _ENV_NAME.fullmatch(name):
+        raise ExtraEnvError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
 @dataclass
 class RuntimeOptions:
     root: Path
@@ -68,7 +101,9 @@ class RuntimeOptions:
     region: str = "us-east-1"
     overrides: dict[str, Any] = field(default_factory=dict)
     only: list[str] | None = None
-    venv_cache: Path | None = None
+    # Added to every component's environment (the recipe's setEnv wins): a local convenience;
+    # on a device a recipe's setEnv is the way (see README, "Environment of a component").
+    extra_env: dict[str, str] = field(default_factory=dict)
     stream_manager_port: int | None = None  # set Stream Manager's port (0: a free one)
     policy: RestartPolicy = field(default_factory=RestartPolicy)
 
@@ -301,6 +336,7 @@ class LocalRuntime:
         from localgg.ipc_server import IpcServer
         from localgg.stream_manager.server import StreamManagerServer
 
+        check_extra_env(self.options.extra_env)
         self.mode = "run" if run_components else "nucleus"
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock_root()
@@ -348,7 +384,6 @@ class LocalRuntime:
         # A port chosen by the runtime (0) is Stream Manager's configuration from now on.
         sm_config["STREAM_MANAGER_SERVER_PORT"] = str(self.stream_manager.port)
         self._save_configuration(configurations)
-        venv_cache = self._venv_cache(run_as)
         specs = []
         for recipe in self.recipes:
             ctx = self._context(recipe, paths, configurations)
@@ -356,6 +391,7 @@ class LocalRuntime:
             self.ipc.add_component(recipe.name, config, config.get("accessControl"))
             ipc_env = self.ipc.ipc_env(recipe.name)
             runtime_env = {
+                **self.options.extra_env,  # under the runtime's own variables and the recipe's
                 **ipc_env,
                 "AWS_CONTAINER_AUTHORIZATION_TOKEN": ipc_env[SVCUID_ENV],  # ShellRunner TES header
                 "AWS_IOT_THING_NAME": self.options.thing_name,
@@ -363,7 +399,6 @@ class LocalRuntime:
                 "AWS_REGION": self.options.region,
                 "AWS_DEFAULT_REGION": self.options.region,
                 "GG_ROOT_CA_PATH": str(self.root / "rootCA.pem"),
-                "VQI_VENV_CACHE": str(venv_cache),
             }
             spec, env = build_spec(recipe, ctx, paths[recipe.name], runtime_env)
             spec.run_as = run_as
@@ -443,25 +478,6 @@ class LocalRuntime:
                       f"not {posix_user}", file=sys.stderr, flush=True)
             return None
         return ensure_run_as(posix_user or "root")
-
-    def _venv_cache(self, run_as: RunAs | None) -> Path:
-        """Install steps share keyed environments; the cache must belong to the component user."""
-        if self.options.venv_cache is not None or os.environ.get("VQI_VENV_CACHE"):
-            cache = (self.options.venv_cache or Path(os.environ["VQI_VENV_CACHE"])).expanduser()
-        else:
-            home = run_as.home if run_as else os.path.expanduser("~")
-            cache = Path(home) / ".cache" / "vqi" / "venvs"
-        cache = cache.absolute()
-        cache.mkdir(parents=True, exist_ok=True)
-        if run_as is not None:
-            home = Path(run_as.home)
-            for folder in (cache, *cache.parents):  # what we made under the user's home
-                if home not in folder.parents:
-                    break
-                os.chown(folder, run_as.uid, run_as.gid)
-            os.chown(cache, run_as.uid, run_as.gid)
-            check_reachable(cache, run_as)
-        return cache
 
     def _context(self, recipe: ComponentRecipe, paths: dict[str, ComponentPaths],
                  configurations: dict[str, dict[str, Any]],

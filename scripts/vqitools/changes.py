@@ -13,6 +13,8 @@ from typing import Iterable, List, Optional
 
 import yaml
 
+from vqitools.build import BuildError, vendors_shared
+
 COMPONENTS = "components/"
 SHARED = "shared/"
 # Inputs of every build: the build script and its helpers, monorepo-wide GDK settings, pins.
@@ -21,8 +23,6 @@ GLOBAL_INPUTS = (
     "scripts/build-component",
     "scripts/vqitools/build.py",
     "scripts/vqitools/wheels.py",
-    "constraints.txt",
-    "requirements.lock",
 )
 NULL_REVISIONS = {"", "0" * 40}
 
@@ -48,6 +48,8 @@ def components_at(repo: Path, rev: str) -> List[str]:
 
 
 def vendors_shared_at(repo: Path, rev: str, folder: str) -> bool:
+    """build.vendors_shared for the recipe at `rev`; True when it cannot tell (no readable recipe),
+    so the build reports the problem instead of being skipped."""
     for recipe_name in ("recipe.yaml", "recipe.yml", "recipe.json"):
         try:
             text = _git(repo, "show", f"{rev}:{folder}/{recipe_name}")
@@ -55,13 +57,9 @@ def vendors_shared_at(repo: Path, rev: str, folder: str) -> bool:
             continue
         try:
             recipe = yaml.safe_load(text) or {}
-        except yaml.YAMLError:
-            return True  # unreadable recipe: rebuild so the build reports it
-        for manifest in recipe.get("Manifests") or []:
-            for artifact in (manifest or {}).get("Artifacts") or []:
-                if str((artifact or {}).get("URI", "")).endswith(".zip"):
-                    return True
-        return False
+            return vendors_shared(recipe) if isinstance(recipe, dict) else True
+        except (yaml.YAMLError, BuildError, AttributeError, TypeError):
+            return True
     return True
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from vqitools import venvcache
 from vqitools.build import REPO_ROOT
 from vqitools.deployment import load_site, local_overrides
 from vqitools.report import summarise, write_report
@@ -202,8 +203,9 @@ def run_demo(
                     "report", "logs", "packages", "env"):
             shutil.rmtree(root / sub, ignore_errors=True)
     images = sorted(p for p in samples.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    overrides = demo_overrides(root, site_file)
     options = RuntimeOptions(root=root, components_dir=REPO_ROOT / "components",
-                             overrides=demo_overrides(root, site_file))
+                             overrides=overrides, extra_env=venvcache.runtime_env(overrides))
     runtime = LocalRuntime(options)
     print(f"run-local: root {root} (logs in {root / 'logs'})", flush=True)
     print("run-local: installing and starting components "

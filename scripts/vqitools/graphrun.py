@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from localgg.users import ensure_run_as, is_root
+from vqitools import venvcache
 from vqitools.build import REPO_ROOT
 from vqitools.demo import demo_overrides, original_name, prepare_folders
 
@@ -41,13 +42,15 @@ class Graph:
             updates.setdefault(name, {}).setdefault("merge", {}).update(merge)
         self.overrides = root.parent / f"{root.name}-overrides.json"
         self.overrides.write_text(json.dumps(updates), encoding="utf-8")
+        self.extra_env = venvcache.runtime_env(updates)
 
     def start(self) -> float:
         env = dict(os.environ, PYTHONPATH=f"{SCRIPTS}:{REPO_ROOT}")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "localgg", "run", "--root", str(self.root),
              "--components-dir", str(REPO_ROOT / "components"), "--config-overrides",
-             str(self.overrides), "--stream-manager-port", "0"],
+             str(self.overrides), "--stream-manager-port", "0",
+             *(f"--env={name}={value}" for name, value in self.extra_env.items())],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return time.monotonic()
 

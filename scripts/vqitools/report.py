@@ -16,6 +16,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import cv2
 import numpy as np
 
+from shared.metrics import percentiles
+
 THUMB_MAX = 360
 BOX_COLOUR = (40, 40, 230)  # BGR red
 
@@ -39,13 +41,6 @@ def total_latency_ms(result: Dict[str, Any]) -> Optional[float]:
     return float(sum(values)) if values else None
 
 
-def percentiles(values: Sequence[float]) -> Dict[str, float]:
-    if not values:
-        return {}
-    arr = np.asarray(values, dtype=float)
-    return {f"p{q}": float(np.percentile(arr, q)) for q in (50, 95, 99)} | {"max": float(arr.max())}
-
-
 def summarise(results: List[Dict[str, Any]], wall_seconds: Optional[float] = None) -> Summary:
     verdicts = [r.get("verdict") for r in results]
     latencies = [v for v in (total_latency_ms(r) for r in results) if v is not None]
@@ -55,7 +50,7 @@ def summarise(results: List[Dict[str, Any]], wall_seconds: Optional[float] = Non
         ok=verdicts.count("OK"),
         defect=verdicts.count("DEFECT"),
         errors=verdicts.count("ERROR"),
-        latency_ms=percentiles(latencies),
+        latency_ms=percentiles(latencies) if latencies else {},
         throughput=throughput,
     )
 

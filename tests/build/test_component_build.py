@@ -1,14 +1,21 @@
-"""The GDK custom build contract: each component folder builds into greengrass-build/."""
+"""The GDK custom build contract: each component folder builds into greengrass-build/.
+
+Every build here runs in a fresh checkout in a temporary folder, never in this one, so that two
+runs of the suite (or a developer's own `gdk component build`) cannot clash over its output.
+"""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
-import shutil
+import os
+import stat
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Optional
 
 import jsonschema
 import pytest
@@ -29,6 +36,45 @@ def gdk_config(folder: str) -> dict:
     return json.loads((REPO / "components" / folder / "gdk-config.json").read_text())
 
 
+# What a checkout holds that the build reads: the build script, the vendored package, components.
+CHECKOUT_PATHS = ("scripts/build-component", "scripts/vqitools", "shared", "components")
+NOT_CHECKED_OUT = ("greengrass-build", "__pycache__")  # build output and caches; dot-files too
+OLD = datetime.datetime(2001, 2, 3, 4, 5, 6).timestamp()
+NEW = datetime.datetime(2031, 7, 8, 9, 10, 12).timestamp()
+
+
+def checkout(dest: Path, source: Path = REPO, umask: int = 0o022,
+             mtime: Optional[float] = None) -> Path:
+    """A fresh checkout of `source` at `dest`, as git makes one: every file written anew with
+    mode 0666 (0777 if executable) less `umask`, and, if given, modified at `mtime`."""
+    previous = os.umask(umask)
+    try:
+        for rel in CHECKOUT_PATHS:
+            origin = source / rel
+            files = [origin] if origin.is_file() else sorted(origin.rglob("*"))
+            for path in files:
+                parts = path.relative_to(source).parts
+                if not path.is_file() or any(
+                        p in NOT_CHECKED_OUT or p.startswith(".") or p.endswith(".pyc")
+                        for p in parts):
+                    continue
+                target = dest.joinpath(*parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                executable = path.stat().st_mode & stat.S_IXUSR
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                             0o777 if executable else 0o666)
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(path.read_bytes())
+                if mtime is not None:
+                    os.utime(target, (mtime, mtime))
+    finally:
+        os.umask(previous)
+    venv = REPO / ".venv"
+    if venv.is_dir():  # the checkout's bootstrapped venv: the build script's fallback python
+        (dest / ".venv").symlink_to(venv)
+    return dest
+
+
 def run_custom_build(component_dir: Path) -> subprocess.CompletedProcess:
     """Run the configured custom_build_command inside the folder, as `gdk component build` does."""
     config = json.loads((component_dir / "gdk-config.json").read_text())
@@ -44,6 +90,16 @@ def artifact_digests(component_dir: Path) -> dict:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One checkout in a temporary folder with every component built in it (its components/)."""
+    root = checkout(tmp_path_factory.mktemp("checkout"))
+    for folder in sorted(COMPONENTS):
+        proc = run_custom_build(root / "components" / folder)
+        assert proc.returncode == 0, f"{folder}: {proc.stderr}"
+    return root / "components"
 
 
 @pytest.mark.parametrize("folder", sorted(COMPONENTS))
@@ -69,18 +125,16 @@ def test_recipe_names_the_component_and_uses_gdk_artifact_uris(folder):
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("folder", sorted(COMPONENTS))
-def test_custom_build_command_writes_the_layout_gdk_publish_consumes(folder):
-    component_dir = REPO / "components" / folder
-    proc = run_custom_build(component_dir)
-    assert proc.returncode == 0, proc.stderr
+def test_custom_build_command_writes_the_layout_gdk_publish_consumes(folder, built):
+    component_dir = built / folder
     name = COMPONENTS[folder]
     settings = gdk_config(folder)["component"][name]
-    built = yaml.safe_load((component_dir / "greengrass-build/recipes/recipe.yaml").read_text())
-    assert built["ComponentName"] == name
-    assert built["ComponentVersion"] == settings["version"]
-    assert built["ComponentPublisher"] == settings["author"]
+    recipe = yaml.safe_load((component_dir / "greengrass-build/recipes/recipe.yaml").read_text())
+    assert recipe["ComponentName"] == name
+    assert recipe["ComponentVersion"] == settings["version"]
+    assert recipe["ComponentPublisher"] == settings["author"]
     artifact_dir = component_dir / "greengrass-build/artifacts" / name / settings["version"]
-    for manifest in built["Manifests"]:
+    for manifest in recipe["Manifests"]:
         for artifact in manifest.get("Artifacts", []):
             assert artifact["URI"].startswith(URI_PREFIX)
             assert (artifact_dir / artifact["URI"][len(URI_PREFIX):]).is_file()
@@ -88,16 +142,22 @@ def test_custom_build_command_writes_the_layout_gdk_publish_consumes(folder):
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("folder", ["inference", "image-source", "uploader"])
-def test_building_twice_gives_identical_artifact_bytes(folder):
-    component_dir = REPO / "components" / folder
-    assert run_custom_build(component_dir).returncode == 0
-    first = artifact_digests(component_dir)
-    (component_dir / "greengrass-build").rename(component_dir / "greengrass-build.old")
-    try:
-        assert run_custom_build(component_dir).returncode == 0
-    finally:
-        shutil.rmtree(component_dir / "greengrass-build.old")
-    assert artifact_digests(component_dir) == first
+def test_checkouts_with_other_file_times_and_modes_build_identical_artifact_bytes(
+        folder, tmp_path):
+    first = checkout(tmp_path / "first", umask=0o022, mtime=OLD)
+    second = checkout(tmp_path / "second", source=first, umask=0o077, mtime=NEW)
+    requirements = Path("components", folder, "requirements.txt")  # zipped into the artifact
+    one, other = (first / requirements).stat(), (second / requirements).stat()
+    assert (stat.S_IMODE(one.st_mode), stat.S_IMODE(other.st_mode)) == (0o644, 0o600)
+    assert other.st_mtime - one.st_mtime > 10 * 365 * 86400
+
+    for root in (first, second):
+        proc = run_custom_build(root / "components" / folder)
+        assert proc.returncode == 0, proc.stderr
+
+    digests = artifact_digests(first / "components" / folder)
+    assert any(name.endswith(".zip") for name in digests)
+    assert artifact_digests(second / "components" / folder) == digests
 
 
 @pytest.mark.timeout(300)
@@ -106,11 +166,9 @@ def test_building_twice_gives_identical_artifact_bytes(folder):
     [("inference", "vqi_inference"), ("image-source", "vqi_image_source"),
      ("uploader", "vqi_uploader")],
 )
-def test_unpacked_artifact_imports_the_vendored_shared_package(folder, package, tmp_path):
-    component_dir = REPO / "components" / folder
-    assert run_custom_build(component_dir).returncode == 0
+def test_unpacked_artifact_imports_the_vendored_shared_package(folder, package, built, tmp_path):
     name = COMPONENTS[folder]
-    archive = next((component_dir / "greengrass-build/artifacts" / name).rglob(f"{package}.zip"))
+    archive = next((built / folder / "greengrass-build/artifacts" / name).rglob(f"{package}.zip"))
     target = tmp_path / package  # Greengrass unpacks a zip into a folder named after it
     with zipfile.ZipFile(archive) as zf:
         zf.extractall(target)

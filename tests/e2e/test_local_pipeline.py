@@ -121,6 +121,7 @@ def free_port() -> int:
 def live(run, tmp_path_factory):
     """The graph deployed with the fleet's example site file, as on a default core device."""
     from localgg.runtime import LocalRuntime, RuntimeOptions
+    from vqitools import venvcache
     from vqitools.demo import Observed, demo_overrides, observe, prepare_folders
 
     root = tmp_path_factory.mktemp("live") / "root"
@@ -128,7 +129,8 @@ def live(run, tmp_path_factory):
     # A non-default port, set only where a deployment sets it: Stream Manager's configuration.
     overrides["aws.greengrass.StreamManager"] = {"merge": {
         "STREAM_MANAGER_SERVER_PORT": str(free_port())}}
-    options = RuntimeOptions(root=root, components_dir=REPO / "components", overrides=overrides)
+    options = RuntimeOptions(root=root, components_dir=REPO / "components", overrides=overrides,
+                             extra_env=venvcache.runtime_env(overrides))
     runtime = LocalRuntime(options)
     client = None
     try:

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from . import helpers  # noqa: F401  (puts the component on sys.path)
-
 
 @pytest.fixture
 def work(tmp_path: Path) -> Path:

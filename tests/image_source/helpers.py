@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from vqi_image_source.layout import Layout
+from vqi_image_source.settings import Settings, parse
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPONENT_DIR = ROOT / "components" / "image-source"
-if str(COMPONENT_DIR) not in sys.path:
-    sys.path.insert(0, str(COMPONENT_DIR))
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from vqi_image_source.layout import Layout  # noqa: E402
-from vqi_image_source.settings import Settings, parse  # noqa: E402
 
 
 def jpeg_bytes(n: int = 2000, seed: int = 0) -> bytes:

@@ -20,9 +20,10 @@ from typing import Any, Callable, Dict, List, Optional
 
 import yaml
 
-from .helpers import COMPONENT_DIR, ROOT
+from .helpers import COMPONENT_DIR, ROOT, jpeg_bytes, write_file
 
 NAME = "com.example.vqi.ImageSource"
+MARKER = "zz-settled-marker.jpg"  # sorts after every other test image name
 PIPELINE = "test.vqi.Pipeline"
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 
@@ -192,6 +193,14 @@ class Rig:
 
     def images(self, name: str) -> List[Path]:
         return [p for p in self.folder(name) if not p.name.endswith((".json",))]
+
+    def settle(self, timeout: float = 60) -> None:
+        """A positive marker for "nothing more arrived": drop MARKER and wait until it is done,
+        so every earlier image has had its events and acknowledgements handled first."""
+        write_file(self.inbox / MARKER, jpeg_bytes(300, seed=424242))
+        self.wait_for(lambda: any(p.name.endswith("__" + MARKER) for p in self.images("done"))
+                      and any(e["path"].endswith(MARKER) for e in self.pipeline.snapshot()),
+                      timeout, "the marker image in done/")
 
     def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout

@@ -12,11 +12,15 @@ from pathlib import Path
 import pytest
 
 from .helpers import jpeg_bytes, write_file
-from .rig import NAME, Rig
+from .rig import MARKER, NAME, Rig
 
 
 def names(paths: list) -> list:
-    return sorted(p.name.split("__", 1)[1] for p in paths)
+    return sorted(p.name.split("__", 1)[1] for p in paths if not p.name.endswith(MARKER))
+
+
+def events_before_marker(rig: Rig) -> list:
+    return [e for e in rig.pipeline.snapshot() if not e["path"].endswith(MARKER)]
 
 
 @pytest.mark.timeout(180)
@@ -28,8 +32,8 @@ def test_burst_of_1000_images_gives_1000_events_and_no_duplicates() -> None:
             write_file(rig.inbox / f"burst-{i:04d}.jpg", jpeg_bytes(300, seed=i))
             written.append(f"burst-{i:04d}.jpg")
         rig.wait_for(lambda: len(rig.images("done")) == 1000, 150, "1000 images in done/")
-        time.sleep(0.5)  # nothing more may arrive once all are acknowledged
-        events = rig.pipeline.snapshot()
+        rig.settle()  # nothing more may arrive once all are acknowledged
+        events = events_before_marker(rig)
         ids = [e["image_id"] for e in events]
         assert len(ids) == len(set(ids)) == 1000
         assert names(rig.images("done")) == written
@@ -60,11 +64,11 @@ def test_file_written_slowly_over_2_seconds_is_published_once_complete(reopen: b
         f.close()
         closed_at = time.time()
         rig.wait_for(lambda: len(rig.images("done")) == 1, 15, "the slow image in done/")
-        time.sleep(1.0)
-        [event] = rig.pipeline.snapshot()
+        rig.settle()
+        [event] = events_before_marker(rig)
         assert rig.pipeline.arrivals[0] >= closed_at
         assert event["size"] == len(data)
-        [done] = rig.images("done")
+        [done] = [p for p in rig.images("done") if not p.name.endswith(MARKER)]
         assert done.read_bytes() == data
 
 
@@ -93,12 +97,12 @@ def test_sigkill_at_random_moments_during_a_burst_loses_nothing() -> None:
             rig.component.start().wait_running()
         writer.join()
         rig.wait_for(lambda: len(rig.images("done")) == count, 150, "every image in done/")
-        time.sleep(0.5)
+        rig.settle()
         expected = [f"k-{i:04d}.jpg" for i in range(count)]
         assert names(rig.images("done")) == expected  # none lost, none twice
         assert rig.folder("processing") == [] and rig.folder("inbox") == []
         assert rig.folder("failed") == [] and rig.folder("quarantine") == []
-        events = rig.pipeline.snapshot()
+        events = events_before_marker(rig)
         assert len({e["image_id"] for e in events}) == count  # re-published under the same id
         assert any(e["attempt"] > 1 for e in events)  # restarts did re-publish claimed images
         by_id = {}
@@ -152,7 +156,8 @@ def test_completion_topic_switches_live_to_results_when_there_is_no_uploader() -
         write_file(rig.inbox / "a.jpg", jpeg_bytes())
         rig.wait_for(lambda: bool(rig.pipeline.snapshot()), 20, "the image event")
         rig.server.update_configuration(NAME, [], {"CompletionTopic": "vqi/results"})
-        time.sleep(1.0)
+        rig.wait_for(lambda: "listening on vqi/results" in rig.component.log.read_text(), 20,
+                     "the subscription to the new completion topic")
         event = rig.pipeline.snapshot()[0]
         result = {"schema_version": 1, "image_id": event["image_id"], "path": event["path"],
                   "verdict": "DEFECT", "time": "2026-01-01T00:00:00.000Z"}
@@ -187,7 +192,7 @@ def test_bad_configuration_stops_with_errored_state_naming_the_key() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_metrics_are_published_on_the_metrics_topic() -> None:
+def test_metrics_are_published_on_the_metrics_topic(assert_valid_metrics) -> None:
     with Rig({"MetricsIntervalSeconds": 1}) as rig:
         rig.component.start().wait_running()
         for i in range(5):
@@ -197,6 +202,9 @@ def test_metrics_are_published_on_the_metrics_topic() -> None:
         message = rig.pipeline.metrics[-1]
         assert message["component"] == NAME and message["schema_version"] == 1
         assert {"in_flight", "inbox_ready", "inbox_to_event_ms"} <= set(message)
+        for each in rig.pipeline.metrics:
+            assert_valid_metrics(each)
+        assert sum(m["counts"].get("done", 0) for m in rig.pipeline.metrics) == 5
 
 
 @pytest.mark.timeout(60)

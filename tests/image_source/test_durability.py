@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import syscalls
-
+from .. import syscalls
 from .helpers import jpeg_bytes, write_file
 from .rig import Rig
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import inotify
+from vqi_image_source import inotify
 
 
 def test_close_write_and_moved_to_are_reported_with_their_names(tmp_path: Path) -> None:

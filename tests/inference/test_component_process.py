@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Dict, Optional
 
 import pytest
-from conftest import DEMO_MODEL, ROOT, textured_image, write_image
-from localrt import INFERENCE, LocalRuntime
 
 from shared.messages import ImageEvent
+
+from .helpers import DEMO_MODEL, ROOT, textured_image, write_image
+from .localrt import INFERENCE, LocalRuntime
 
 RESULTS = "vqi/results"
 # The interpreter the component runs under; point it at a venv made from the component's
@@ -107,8 +108,15 @@ def test_200_mixed_images_get_exactly_one_result_each(
                                capture_time="")
             observer.publish_json("vqi/images", event.to_dict())
         results = runtime.collector.wait(RESULTS, len(files), timeout=180)
-        time.sleep(1.0)  # anything extra would arrive now
-        results = runtime.collector.on(RESULTS)
+        # Positive marker: its result comes after anything the 200 could still add.
+        marker = ImageEvent(image_id="zz-marker", path=str(next(iter(files.values()))), size=0,
+                            camera_id="cam-7", capture_time="")
+        observer.publish_json("vqi/images", marker.to_dict())
+        deadline = time.monotonic() + 60
+        while not any(r["image_id"] == "zz-marker" for r in runtime.collector.on(RESULTS)):
+            assert time.monotonic() < deadline, component.output()[-3000:]
+            time.sleep(0.05)
+        results = [r for r in runtime.collector.on(RESULTS) if r["image_id"] != "zz-marker"]
     finally:
         code = component.stop()
     per_id = Counter(r["image_id"] for r in results)

@@ -10,9 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import textured_image, write_image
 
 from vqi_inference import decode
+
+from .helpers import textured_image, write_image
 
 MAX_BYTES = 10_000_000
 MAX_PIXELS = 20_000_000

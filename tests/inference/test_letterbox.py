@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import textured_image
 from ultralytics.data.augment import LetterBox
 from ultralytics.utils import ops
 
 from vqi_inference import letterbox, postprocess
+
+from .helpers import textured_image
 
 SHAPES = [(480, 640), (640, 480), (1000, 300), (317, 1203), (320, 320), (77, 91), (1, 3000),
           (3000, 1), (333, 333), (641, 639), (2448, 3264)]

@@ -7,9 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from devmodel import write_model_json
 
 from vqi_inference import model as M
+
+from .devmodel import write_model_json
 
 
 @pytest.fixture()

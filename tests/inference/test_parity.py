@@ -14,11 +14,12 @@ from typing import List
 
 import numpy as np
 import pytest
-from conftest import DEMO_MODEL, textured_image, write_image
 
 from vqi_inference import model as M
 from vqi_inference import pipeline as P
 from vqi_inference import results, settings
+
+from .helpers import DEMO_MODEL, textured_image, write_image
 
 SCORE_TOL = 1e-4
 BOX_TOL_PX = 0.05

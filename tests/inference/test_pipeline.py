@@ -10,11 +10,12 @@ from typing import List
 import cv2
 import numpy as np
 import pytest
-from conftest import textured_image, write_image
 
 from vqi_inference import model as M
 from vqi_inference import pipeline as P
 from vqi_inference import settings
+
+from .helpers import textured_image, write_image
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from installkit import App, make_wheel
+
+from .installkit import App, make_wheel
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from installkit import App
 
 from vqitools.build import BuildError
 from vqitools.wheels import BundleError, bundle_wheels, bundler_for_build, parse_requirements
+
+from .installkit import App
 
 pytestmark = pytest.mark.timeout(300)
 HERE = f"{sys.version_info[0]}.{sys.version_info[1]}"

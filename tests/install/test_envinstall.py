@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from installkit import App, find_python
+
+from .installkit import App, find_python
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -97,7 +98,7 @@ def test_killed_install_never_exposes_a_half_built_environment_and_next_install_
         for line in proc.stdout:
             if "installing requirements with pip" in line:
                 break
-        time.sleep(0.3)  # let pip start working in the temp environment
+        assert wait_for(lambda: pip_runs_in(leftovers(app.venvs)), 30), "pip never started"
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -117,23 +118,41 @@ def test_killed_install_never_exposes_a_half_built_environment_and_next_install_
     assert app.probe_version() == "2.0"
 
 
+def command_lines() -> list[bytes]:
+    """The command line of every live process."""
+    lines = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            lines.append((entry / "cmdline").read_bytes())
+        except OSError:
+            continue
+    return lines
+
+
+def wait_for(condition, timeout_s: float) -> bool:
+    """True once `condition()` holds; False if `timeout_s` passes first."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def pip_runs_in(temp_envs: list[str]) -> bool:
+    """True while a `pip install` runs from one of these half-built environments."""
+    return any(
+        b"-m\0pip\0install" in line and name.encode() in line
+        for name in temp_envs
+        for line in command_lines()
+    )
+
+
 def no_process_mentions(text: str, wait_s: float = 10.0) -> bool:
     """True once no live process has `text` in its command line."""
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        found = False
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            found = found or text.encode() in cmdline
-        if not found:
-            return True
-        time.sleep(0.2)
-    return False
+    return wait_for(lambda: not any(text.encode() in line for line in command_lines()), wait_s)
 
 
 def test_concurrent_installs_of_the_same_requirements_build_once(app: App, pip_env, tmp_path):
@@ -200,14 +219,17 @@ def test_too_old_python_fails_with_what_to_install(app: App, pip_env):
     assert not app.work.exists()
 
 
-OLD_PYTHONS = [find_python(minor) for minor in (8, 7, 6)]
+def python_or_skip(minor: int) -> str:
+    """CPython 3.<minor> from PATH or pyenv; the test is skipped, naming it, where it is missing."""
+    python = find_python(minor)
+    if python is None:
+        pytest.skip(f"python3.{minor} is not installed on this machine (PATH or pyenv)")
+    return python
 
 
-@pytest.mark.parametrize("old", [p for p in OLD_PYTHONS if p] or [None])
-def test_a_real_old_interpreter_gets_the_clear_message(app: App, pip_env, old):
-    if old is None:
-        pytest.skip("no Python 3.6-3.8 on this machine")
-    result = app.install(pip_env, python=old)
+@pytest.mark.parametrize("minor", [8, 7, 6], ids=lambda minor: f"3.{minor}")
+def test_a_real_old_interpreter_gets_the_clear_message(app: App, pip_env, minor):
+    result = app.install(pip_env, python=python_or_skip(minor))
 
     assert result.returncode == 3, result.stderr
     assert "too old: this component needs Python >= 3.9" in result.stderr
@@ -228,14 +250,9 @@ def test_python_without_venv_support_names_the_debian_package(app: App, pip_env,
     assert f"sudo apt-get install python{minor}-venv" in result.stderr
 
 
-SUPPORTED = [find_python(minor) for minor in (9, 10, 11, 12)]
-
-
-@pytest.mark.parametrize("python", [p for p in SUPPORTED if p] or [None])
-def test_installs_with_each_supported_python_found_here(app: App, pip_env, python):
-    if python is None:
-        pytest.skip("no CPython 3.9-3.12 found")
-    result = app.install(pip_env, python=python)
+@pytest.mark.parametrize("minor", [9, 10, 11, 12], ids=lambda minor: f"3.{minor}")
+def test_installs_with_each_supported_python(app: App, pip_env, minor):
+    result = app.install(pip_env, python=python_or_skip(minor))
 
     assert result.returncode == 0, result.stderr
     assert app.probe_version() == "1.0"

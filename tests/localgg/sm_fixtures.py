@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import select
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
+import cbor2
 import pytest
 from stream_manager import (
     ExportDefinition,
@@ -25,6 +28,12 @@ from stream_manager import (
     StatusMessage,
     StrategyOnFull,
     StreamManagerClient,
+)
+from stream_manager.data import (
+    ConnectRequest,
+    Operation,
+    ResponseStatusCode,
+    VersionInfo,
 )
 from stream_manager.util import Util
 
@@ -193,3 +202,43 @@ def server_process_fixture(tmp_path: Path) -> Iterator[Callable[..., ServerProce
     finally:
         for proc in started:
             proc.close()
+
+
+class Wire:
+    """One raw connection speaking the SDK's framing (what `test_stream_manager_protocol` does by
+    hand), for checks on order that the SDK hides: requests written back to back reach the server
+    in that order on one connection, and answers are read back in the order the server sent them."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.sendall(bytes([1]))  # connect version
+        self.send((Operation.Connect, ConnectRequest(
+            request_id="connect", protocol_version=VersionInfo.PROTOCOL_VERSION.value,
+            auth_token=token)))
+        assert self._exact(1) == b"\x01"
+        op, answer = self.receive()
+        assert (op, answer["status"]) == (Operation.ConnectResponse,
+                                          ResponseStatusCode.Success.value), answer
+
+    def _exact(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            assert chunk, "server closed the connection"
+            data += chunk
+        return data
+
+    def send(self, *requests: tuple[Operation, object]) -> None:
+        """Write every (operation, request) frame in one go."""
+        frames = []
+        for op, request in requests:
+            payload = cbor2.dumps(request.as_dict())  # type: ignore[attr-defined]
+            frames.append(struct.pack(">iB", len(payload) + 1, op.value) + payload)
+        self.sock.sendall(b"".join(frames))
+
+    def receive(self) -> tuple[Operation, dict]:
+        length, op = struct.unpack(">iB", self._exact(5))
+        return Operation(op), cbor2.loads(self._exact(length - 1))
+
+    def close(self) -> None:
+        self.sock.close()

@@ -13,7 +13,8 @@ import pytest
 
 from localgg.runtime import LocalRuntime, RuntimeOptions, read_env_file
 from localgg.supervisor import State
-from tests.localgg.lifecycle_fixtures import SDK_PYTHON, wait_for, write_built_component
+
+from .lifecycle_fixtures import SDK_PYTHON, wait_for, write_built_component
 
 THING = "line-7"
 IOT_POLICY = {"aws.greengrass.ipc.mqttproxy": {"t.Pub:mqttproxy:1": {

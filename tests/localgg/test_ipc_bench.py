@@ -6,7 +6,8 @@ import json
 import subprocess
 
 import pytest
-from ipc_fixtures import CLIENT_PYTHON, REPO
+
+from .ipc_fixtures import CLIENT_PYTHON, REPO
 
 
 @pytest.mark.timeout(120)

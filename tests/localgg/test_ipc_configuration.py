@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from ipc_fixtures import client_for, running_ipc_server
+
+from .ipc_fixtures import client_for, running_ipc_server
 
 CONFIG = {"InboxDir": "/data/inbox", "Model": {"Threshold": 0.5, "Classes": ["ok", "scratch"]}}
 

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from ipc_fixtures import ALLOW_ALL, ClientProcess, client_for, run_client_script, running_ipc_server
 
 from localgg.ipc_server import SVCUID_ENV
+
+from .ipc_fixtures import (
+    ALLOW_ALL,
+    ClientProcess,
+    client_for,
+    run_client_script,
+    running_ipc_server,
+)
 
 
 @pytest.mark.timeout(60)

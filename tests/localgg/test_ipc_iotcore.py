@@ -6,7 +6,8 @@ import base64
 import json
 
 import pytest
-from ipc_fixtures import client_for, running_ipc_server
+
+from .ipc_fixtures import client_for, running_ipc_server
 
 MQTT = "aws.greengrass.ipc.mqttproxy"
 

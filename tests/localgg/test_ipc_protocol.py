@@ -6,10 +6,11 @@ import json
 import socket
 
 import pytest
-from ipc_fixtures import ALLOW_ALL, client_for, run_client_script, running_ipc_server
 
 from localgg.eventstream import FrameDecoder, Header, encode_message
 from localgg.ipc_server import APPLICATION_MESSAGE, CONNECT, PROTOCOL_ERROR
+
+from .ipc_fixtures import ALLOW_ALL, client_for, run_client_script, running_ipc_server
 
 
 def read_until_closed(sock: socket.socket) -> list:

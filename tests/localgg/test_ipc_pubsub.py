@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 
 import pytest
-from ipc_fixtures import ALLOW_ALL, client_for, running_ipc_server
+
+from .ipc_fixtures import ALLOW_ALL, client_for, running_ipc_server
 
 PUBSUB = "aws.greengrass.ipc.pubsub"
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from localgg.runtime import read_env_file
-from tests.localgg.lifecycle_fixtures import (
+
+from .lifecycle_fixtures import (
     kill_quietly,
     pid_alive,
     wait_for,
@@ -207,6 +208,39 @@ def test_malformed_overrides_file_is_a_clear_error(cli, tmp_path) -> None:
     runtime = cli("run", "--config-overrides", str(bad))
     _, err = runtime.proc.communicate(timeout=30)
     assert runtime.proc.returncode == 2 and "expected {'merge'" in err
+
+
+@pytest.mark.timeout(60)
+def test_env_options_reach_every_component_and_the_last_one_of_a_name_wins(cli,
+                                                                           tmp_path) -> None:
+    seen = tmp_path / "seen"
+    write_built_component(tmp_path / "components", "t.A",
+                          {"Run": f'echo "A $SITE $SOURCE" >> {seen}'})
+    write_built_component(tmp_path / "components", "t.B", {
+        "setEnv": {"SOURCE": "recipe"}, "Run": f'echo "B $SITE $SOURCE" >> {seen}'})
+    runtime = cli("run", "--env", "SITE=first", "--env", "SITE=line=2", "--env", "SOURCE=cli")
+    assert wait_for(lambda: seen.exists() and len(seen.read_text().splitlines()) == 2, 30)
+    # The recipe's setEnv wins over --env, as a component's own setenv wins on the nucleus.
+    assert sorted(seen.read_text().splitlines()) == ["A line=2 cli", "B line=2 recipe"]
+    assert read_env_file(runtime.root / "env/t.A.env")["SITE"] == "line=2"
+    code, err = runtime.interrupt()
+    assert code == 0, err
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("option, message", [
+    ("SVCUID=forged", "SVCUID is set by the runtime itself"),
+    ("AWS_REGION=eu-west-1", "--thing-name and --region"),
+    ("NO_VALUE", "expected NAME=VALUE"),
+    ("1BAD=x", "expected NAME=VALUE"),
+])
+def test_env_option_that_would_replace_the_runtimes_own_or_is_malformed_is_refused(
+        cli, tmp_path, option, message) -> None:
+    write_built_component(tmp_path / "components", "t.A", {"Run": "true"})
+    runtime = cli("run", "--env", option)
+    _, err = runtime.proc.communicate(timeout=30)
+    assert runtime.proc.returncode == 2 and message in err, err
+    assert not (runtime.root / "env").exists()
 
 
 def scratch_repo(repo: Path, pids: Path) -> Path:

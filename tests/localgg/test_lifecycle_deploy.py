@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import os
 import stat
 import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from localgg.deploy import DeployError, deploy_component, safe_unzip
 from localgg.recipes import load_built_recipe
-from tests.localgg.lifecycle_fixtures import write_built_component
+
+from .lifecycle_fixtures import write_built_component
 
 
 def test_artifacts_are_copied_and_zip_unpacked_under_its_stem(tmp_path: Path) -> None:
@@ -110,3 +114,36 @@ def test_corrupt_zip_is_reported(tmp_path: Path) -> None:
                                                     unarchive="ZIP")
     with pytest.raises(DeployError, match="not a readable zip"):
         deploy_component(tmp_path / "root", recipe)
+
+
+def _set_digest(build: Path, file_name: str, data: bytes, algorithm: str = "SHA-256") -> None:
+    """Put the Digest `gdk component publish` writes (base64 of the hash) into the built recipe."""
+    digest = base64.b64encode(hashlib.new(algorithm.replace("-", "").lower(), data).digest())
+    path = build / "recipes" / "recipe.yaml"
+    recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for artifact in recipe["Manifests"][0]["Artifacts"]:
+        if artifact["URI"].endswith(f"/{file_name}"):
+            artifact.update({"Digest": digest.decode(), "Algorithm": algorithm})
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+
+
+def test_an_artifact_matching_its_recipe_digest_is_deployed(tmp_path: Path) -> None:
+    build = write_built_component(tmp_path / "components", "t.App",
+                                  files={"model.onnx": b"weights"})
+    _set_digest(build, "model.onnx", b"weights")
+    recipe = load_built_recipe(build)
+    assert recipe.artifacts[0].digest  # the check below really has a Digest to compare
+    paths = deploy_component(tmp_path / "root", recipe)
+    assert (paths.artifacts / "model.onnx").read_bytes() == b"weights"
+
+
+def test_a_tampered_artifact_is_refused_and_the_deployed_one_kept(tmp_path: Path) -> None:
+    build = write_built_component(tmp_path / "components", "t.App",
+                                  files={"model.onnx": b"weights"})
+    _set_digest(build, "model.onnx", b"weights")
+    root = tmp_path / "root"
+    paths = deploy_component(root, load_built_recipe(build))
+    (build / "artifacts/t.App/1.0.0/model.onnx").write_bytes(b"weightz")  # same size, one byte
+    with pytest.raises(DeployError, match="model.onnx: digest does not match the recipe's Digest"):
+        deploy_component(root, load_built_recipe(build))
+    assert (paths.artifacts / "model.onnx").read_bytes() == b"weights"

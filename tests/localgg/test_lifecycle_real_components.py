@@ -12,7 +12,8 @@ import pytest
 
 from localgg.runtime import LocalRuntime, RuntimeOptions, read_env_file
 from localgg.supervisor import RestartPolicy, State
-from tests.localgg.lifecycle_fixtures import wait_for
+
+from .lifecycle_fixtures import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "scripts" / "build-component"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,7 +12,8 @@ import pytest
 
 from localgg.runtime import LocalRuntime, RootBusyError, RuntimeOptions
 from localgg.supervisor import RestartPolicy, State
-from tests.localgg.lifecycle_fixtures import (
+
+from .lifecycle_fixtures import (
     AS_RUNTIME_USER,
     PYTHON,
     SDK_PYTHON,
@@ -84,7 +86,10 @@ def test_install_first_then_run_after_dependencies_are_running(start, components
 
 
 @pytest.mark.timeout(60)
-def test_set_env_is_interpolated_and_step_env_wins(start, components, tmp_path) -> None:
+def test_set_env_is_interpolated_and_step_env_wins(start, components, tmp_path,
+                                                   monkeypatch) -> None:
+    for name in [n for n in os.environ if n.startswith("VQI_")]:
+        monkeypatch.delenv(name)  # what the runtime's own shell passes on is not the point here
     out = tmp_path / "env.json"
     dump = (f"{PYTHON} -c \"import json,os; json.dump({{'env': dict(os.environ), "
             f"'cwd': os.getcwd()}}, open('{out}', 'w'))\"")
@@ -111,7 +116,7 @@ def test_set_env_is_interpolated_and_step_env_wins(start, components, tmp_path) 
     assert env["SVCUID"] and env["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"]
     assert "STREAM_MANAGER_SERVER_PORT" not in env  # the nucleus sets no STREAM_MANAGER_* variable
     assert env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] == env["SVCUID"]
-    assert env["VQI_VENV_CACHE"]
+    assert [n for n in env if n.startswith("VQI_")] == []  # nothing of this product's own
 
 
 @pytest.mark.timeout(60)
@@ -266,6 +271,31 @@ def test_stop_runs_shutdown_and_kills_the_whole_process_group(start, components,
     finally:
         for pid in children:
             kill_quietly(pid)
+
+
+@pytest.mark.timeout(60)
+def test_stop_signals_dependents_before_their_dependencies(start, components, tmp_path) -> None:
+    ready, stopped = tmp_path / "ready", tmp_path / "sigterm"
+
+    def service(name: str) -> dict:
+        """Records its SIGTERM, after saying it has its trap in place."""
+        return {"Run": f"trap 'echo {name} >> {stopped}; exit 0' TERM; echo {name} >> {ready}; "
+                       "sleep 600 & wait"}
+
+    # Names sort differently from the dependency order, so neither order can pass by accident.
+    write_built_component(components, "t.Camera", service("t.Camera"))
+    write_built_component(components, "t.Detector", service("t.Detector"),
+                          dependencies={"t.Camera": "HARD"})
+    write_built_component(components, "t.Archive", service("t.Archive"),
+                          dependencies={"t.Detector": "HARD", "t.Camera": "SOFT"})
+    runtime = start()
+    assert wait_for(lambda: ready.exists() and len(ready.read_text().split()) == 3, 30)
+    runtime.stop()
+    order = stopped.read_text().split()
+    assert sorted(order) == ["t.Archive", "t.Camera", "t.Detector"]
+    for dependent, dependency in (("t.Archive", "t.Detector"), ("t.Archive", "t.Camera"),
+                                  ("t.Detector", "t.Camera")):
+        assert order.index(dependent) < order.index(dependency), order
 
 
 @pytest.mark.timeout(60)

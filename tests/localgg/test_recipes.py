@@ -14,7 +14,8 @@ from localgg.recipes import (
     platform_matches,
     start_order,
 )
-from tests.localgg.lifecycle_fixtures import write_built_component
+
+from .lifecycle_fixtures import write_built_component
 
 X86 = {"os": "linux", "architecture": "amd64"}
 ARM = {"os": "linux", "architecture": "aarch64"}

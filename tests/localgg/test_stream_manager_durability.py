@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import syscalls
+from .. import syscalls
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(

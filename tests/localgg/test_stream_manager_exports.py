@@ -10,7 +10,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from sm_fixtures import (  # noqa: F401  (pytest fixtures are used by name)
+from stream_manager import (
+    EventType,
+    ExportDefinition,
+    KinesisConfig,
+    Persistence,
+    Status,
+    StatusLevel,
+    UpdateNotAllowedException,
+)
+
+from localgg.stream_manager import OFFLINE_FLAG, StreamManagerServer
+
+from .sm_fixtures import (  # noqa: F401  (pytest fixtures are used by name)
     all_statuses,
     connect,
     kinesis_stream,
@@ -23,17 +35,6 @@ from sm_fixtures import (  # noqa: F401  (pytest fixtures are used by name)
     sm_server_fixture,
     wait_until,
 )
-from stream_manager import (
-    EventType,
-    ExportDefinition,
-    KinesisConfig,
-    Persistence,
-    Status,
-    StatusLevel,
-    UpdateNotAllowedException,
-)
-
-from localgg.stream_manager import OFFLINE_FLAG, StreamManagerServer
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -8,7 +8,6 @@ import struct
 
 import cbor2
 import pytest
-from sm_fixtures import sm_server_fixture  # noqa: F401  (pytest fixture used by name)
 from stream_manager.data import (
     AppendMessageResponse,
     ConnectRequest,
@@ -20,6 +19,8 @@ from stream_manager.data import (
     UnknownOperationError,
     VersionInfo,
 )
+
+from .sm_fixtures import sm_server_fixture  # noqa: F401  (pytest fixture used by name)
 
 pytestmark = pytest.mark.timeout(30)
 

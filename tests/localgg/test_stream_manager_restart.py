@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-from sm_fixtures import (  # noqa: F401  (pytest fixtures are used by name)
+from stream_manager import ReadMessagesOptions, Status
+
+from .sm_fixtures import (  # noqa: F401  (pytest fixtures are used by name)
     ServerProcess,
     all_statuses,
     connect,
@@ -21,7 +23,6 @@ from sm_fixtures import (  # noqa: F401  (pytest fixtures are used by name)
     server_process_fixture,
     wait_until,
 )
-from stream_manager import ReadMessagesOptions, Status
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -77,6 +78,10 @@ def test_a_torn_record_at_the_tail_is_cut_off_on_restart(server_process, monkeyp
     client.close()
 
 
+def kinesis_sequences(root: Path) -> list[int]:
+    return [json.loads(line)["sequenceNumber"] for line in read_lines(root / "kinesis.jsonl")]
+
+
 def test_export_progress_survives_sigkill_exactly_once(server_process, monkeypatch,
                                                        tmp_path: Path):
     proc = server_process()
@@ -88,7 +93,7 @@ def test_export_progress_survives_sigkill_exactly_once(server_process, monkeypat
     staging = tmp_path / "staging"
     staging.mkdir()
     files = []
-    for i in range(6):
+    for i in range(7):  # the 7th is a marker sent after the recovery
         files.append(staging / f"img-{i}.jpg")
         files[-1].write_bytes(b"image %d " % i * 500)
 
@@ -96,9 +101,10 @@ def test_export_progress_survives_sigkill_exactly_once(server_process, monkeypat
         client.append_message("uploads", s3_task(files[i], f"k/img-{i}.jpg"))
         client.append_message("results", b"r%d" % i)
     read_statuses(client, "status", 6)
-    wait_until(lambda: len(read_lines(root / "kinesis.jsonl")) == 3, what="3 records")
+    wait_until(lambda: kinesis_sequences(root) == [0, 1, 2], what="3 records")
     (root / "OFFLINE").touch()
-    time.sleep(0.5)  # > one poll of the flag file
+    log = tmp_path / "sm-process.log"  # the server process's stderr
+    wait_until(lambda: "Stream Manager is now offline" in log.read_text(), what="offline")
     for i in range(3, 6):  # offline: buffered at the crash
         client.append_message("uploads", s3_task(files[i], f"k/img-{i}.jpg"))
         client.append_message("results", b"r%d" % i)
@@ -107,17 +113,27 @@ def test_export_progress_survives_sigkill_exactly_once(server_process, monkeypat
 
     proc = server_process(port=proc.port)  # starts offline: the flag file is still there
     client = connect(proc.port, proc.token, monkeypatch)
-    time.sleep(0.5)
-    assert len(all_statuses(client, "status")) == 6
+    online_ms = int(time.time() * 1000)  # the clock export times are stamped with
     (root / "OFFLINE").unlink()
-    statuses = read_statuses(client, "status", 12)
-    wait_until(lambda: len(read_lines(root / "kinesis.jsonl")) == 6, what="6 records")
-    time.sleep(0.5)
-    assert len(all_statuses(client, "status")) == 12
+    read_statuses(client, "status", 12)
+    wait_until(lambda: len(kinesis_sequences(root)) >= 6, what="6 records")
+    # Markers: exports run in sequence order, so anything exported twice after the restart would
+    # have been exported before these.
+    client.append_message("uploads", s3_task(files[6], "k/img-6.jpg"))
+    client.append_message("results", b"r6")
+    read_statuses(client, "status", 14)
+    wait_until(lambda: 6 in kinesis_sequences(root), what="the marker record")
+    statuses = all_statuses(client, "status")
+    assert len(statuses) == 14
     successes = [s.status_context.sequence_number for s in statuses if s.status == Status.Success]
-    assert sorted(successes) == list(range(6))
+    assert sorted(successes) == list(range(7))
     records = [json.loads(line) for line in read_lines(root / "kinesis.jsonl")]
-    assert [r["sequenceNumber"] for r in records] == list(range(6))
+    assert [r["sequenceNumber"] for r in records] == list(range(7))
+    # What was buffered while offline (before the kill, and after the restart, which starts
+    # offline) went out only once the flag was gone.
+    assert all(s.timestamp_epoch_ms >= online_ms for s in statuses
+               if s.status_context.sequence_number >= 3)
+    assert all(r["exportTime"] >= online_ms for r in records if r["sequenceNumber"] >= 3)
     for i, f in enumerate(files):
         assert (root / f"s3/review-bucket/k/img-{i}.jpg").read_bytes() == f.read_bytes()
     client.close()
@@ -147,9 +163,9 @@ def test_kinesis_records_are_not_repeated_after_a_kill_right_after_export(server
     proc = server_process(port=proc.port)
     client = connect(proc.port, proc.token, monkeypatch)
     client.append_message("results", b"r50")
-    wait_until(lambda: len(read_lines(log)) >= 51, what="the new record")
-    time.sleep(0.5)
-    assert [json.loads(line)["sequenceNumber"] for line in read_lines(log)] == list(range(51))
+    # Exports run in sequence order: a record exported again would come before the new one.
+    wait_until(lambda: 50 in kinesis_sequences(proc.root), what="the new record")
+    assert kinesis_sequences(proc.root) == list(range(51))
     client.close()
 
 
@@ -170,9 +186,13 @@ def test_s3_tasks_are_not_run_again_after_a_kill_right_after_export(server_proce
     proc = server_process(port=proc.port)
     client = connect(proc.port, proc.token, monkeypatch)
     client.append_message("uploads", s3_task(files[0], "k/again.jpg"))
-    statuses = read_statuses(client, "status", 42)
-    time.sleep(0.5)
-    statuses = all_statuses(client, "status")
-    done = [s.status_context.sequence_number for s in statuses if s.status == Status.Success]
-    assert done == list(range(21))
+
+    def done() -> list[int]:
+        return [s.status_context.sequence_number for s in all_statuses(client, "status")
+                if s.status == Status.Success]
+
+    # Tasks run in sequence order: one run again would report before the new task (20) does.
+    wait_until(lambda: 20 in done(), what="the new task's success")
+    assert done() == list(range(21))
+    assert len(all_statuses(client, "status")) == 42
     client.close()

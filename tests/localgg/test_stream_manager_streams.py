@@ -3,18 +3,10 @@ reads, size limits, persistence and authentication."""
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from sm_fixtures import (  # noqa: F401  (pytest fixtures are used by name)
-    connect,
-    plain_stream,
-    s3_stream,
-    sm_client_fixture,
-    sm_server_fixture,
-)
 from stream_manager import (
     ConnectFailedException,
     InvalidRequestException,
@@ -25,8 +17,24 @@ from stream_manager import (
     StrategyOnFull,
     StreamManagerClient,
 )
+from stream_manager.data import (
+    AppendMessageRequest,
+    ListStreamsRequest,
+    Operation,
+    ReadMessagesRequest,
+    ResponseStatusCode,
+)
 
 from localgg.stream_manager import StreamManagerServer
+
+from .sm_fixtures import (  # noqa: F401  (pytest fixtures are used by name)
+    Wire,
+    connect,
+    plain_stream,
+    s3_stream,
+    sm_client_fixture,
+    sm_server_fixture,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -92,36 +100,73 @@ def test_read_honours_start_and_batch_sizes(sm_client):
     assert sm_client.read_messages("results")[0].sequence_number == 0  # SDK defaults: 1 from 0
 
 
-def test_read_without_enough_messages_and_no_timeout_fails_at_once(sm_client):
+def read_request(request_id: str, name: str, min_count: int, max_count: int,
+                 timeout_ms: int) -> tuple[Operation, ReadMessagesRequest]:
+    return Operation.ReadMessages, ReadMessagesRequest(
+        request_id=request_id, stream_name=name, read_messages_options=ReadMessagesOptions(
+            min_message_count=min_count, max_message_count=max_count,
+            read_timeout_millis=timeout_ms))
+
+
+def append_request(request_id: str, name: str, payload: bytes
+                   ) -> tuple[Operation, AppendMessageRequest]:
+    return Operation.AppendMessage, AppendMessageRequest(request_id=request_id, name=name,
+                                                         payload=payload)
+
+
+def test_read_without_enough_messages_and_no_timeout_fails_at_once(sm_server, sm_client):
     sm_client.create_message_stream(plain_stream("results"))
     sm_client.append_message("results", b"only one")
-    start = time.monotonic()
     with pytest.raises(NotEnoughMessagesException):
         read(sm_client, "results", min_count=2, max_count=5)
-    assert time.monotonic() - start < 3  # not a wait: the client's request timeout is far longer
+    # At once, not after a wait: an append written right behind the read on the same connection,
+    # which would satisfy a waiting read, is handled only after the read has been answered.
+    wire = Wire(sm_server.port, sm_server.auth_token)
+    try:
+        wire.send(read_request("read", "results", 2, 5, 0),
+                  append_request("append", "results", b"second"))
+        answers = [wire.receive() for _ in range(2)]
+    finally:
+        wire.close()
+    assert [(op, answer["requestId"]) for op, answer in answers] == [
+        (Operation.ReadMessagesResponse, "read"), (Operation.AppendMessageResponse, "append")]
+    assert answers[0][1]["status"] == ResponseStatusCode.NotEnoughMessages.value
 
 
-def test_read_with_timeout_gives_up_after_the_timeout(sm_client):
+def test_read_with_timeout_waits_the_whole_timeout_then_gives_up(sm_client):
     sm_client.create_message_stream(plain_stream("results"))
     start = time.monotonic()
-    with pytest.raises(NotEnoughMessagesException):
+    with pytest.raises(NotEnoughMessagesException):  # the server's answer, not a client timeout
         read(sm_client, "results", timeout_ms=700)
-    assert 0.6 < time.monotonic() - start < 3
+    # read_timeout_millis promises a wait of at least that long, counted from when the server got
+    # the request (after `start`, on the same monotonic clock): a lower bound that always holds.
+    # How soon after it the answer comes is not a guarantee, so it is not checked.
+    assert time.monotonic() - start >= 0.7
 
 
-def test_blocked_read_returns_when_enough_messages_arrive_on_the_same_client(sm_client):
+def test_blocked_read_returns_when_enough_messages_arrive_on_the_same_connection(sm_server,
+                                                                                 sm_client):
     sm_client.create_message_stream(plain_stream("results"))
-    result: list[int] = []
-    reader = threading.Thread(target=lambda: result.extend(
-        read(sm_client, "results", min_count=3, max_count=10, timeout_ms=10000)))
-    reader.start()
-    time.sleep(0.3)
-    start = time.monotonic()
-    for i in range(3):  # the blocked read must not hold up these appends
-        sm_client.append_message("results", b"m%d" % i)
-    reader.join(10)
-    assert result == [0, 1, 2]
-    assert time.monotonic() - start < 5  # the appends woke the read well before its 10 s timeout
+    wire = Wire(sm_server.port, sm_server.auth_token)
+    try:
+        # The read waits (the stream is empty; its timeout is an hour, far beyond this test's own
+        # timeout, so only the appends can end the wait). A request behind it on the same
+        # connection is answered first: the read is parked and holds nothing up.
+        wire.send(read_request("read", "results", 3, 10, 3_600_000),
+                  (Operation.ListStreams, ListStreamsRequest(request_id="list")))
+        op, answer = wire.receive()
+        assert (op, answer["requestId"]) == (Operation.ListStreamsResponse, "list")
+        wire.send(*(append_request(f"append-{i}", "results", b"m%d" % i) for i in range(3)))
+        answers = [wire.receive() for _ in range(4)]
+    finally:
+        wire.close()
+    assert [answer["requestId"] for _, answer in answers] == [
+        "append-0", "append-1", "append-2", "read"]
+    assert [answer["status"] for _, answer in answers] == [
+        ResponseStatusCode.Success.value] * 4
+    messages = answers[3][1]["messages"]
+    assert [(m["sequenceNumber"], m["payload"]) for m in messages] == [
+        (0, b"m0"), (1, b"m1"), (2, b"m2")]
 
 
 def test_reject_new_data_refuses_appends_once_full(sm_client):

@@ -1,15 +1,23 @@
-"""The committed model.json is complete and agrees with the committed ONNX graph."""
+"""The committed model.json is complete and agrees with the committed ONNX graph.
+
+Every figure is checked against a reference computed here from the artifacts themselves
+(hashlib, the ONNX graph, a fresh evaluation), never against what the exporter wrote.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from vqitools.model.export import build_metadata
+
 COMPONENT = Path(__file__).resolve().parents[2] / "components" / "model"
+STRIDES = (8, 16, 32)  # the Detect head's three feature maps
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +34,37 @@ def graph() -> object:
 
 def _dims(value_info: object) -> list[int]:
     return [d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+def figures_from_the_artifacts() -> dict:
+    """The graph-derived figures of model.json, computed here from model.onnx alone."""
+    import onnx
+
+    data = (COMPONENT / "model.onnx").read_bytes()
+    model = onnx.load_from_string(data)
+    inits = {i.name for i in model.graph.initializer}
+    (inp,) = [v for v in model.graph.input if v.name not in inits]
+    (out,) = model.graph.output
+    height, width = _dims(inp)[2:]
+    return {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size_bytes": len(data),
+        "input": (inp.name, _dims(inp)),
+        "output": (out.name, _dims(out)),
+        "num_anchors": sum((height // s) * (width // s) for s in STRIDES),
+        "opset": max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+    }
+
+
+def figures_of(meta: dict) -> dict:
+    return {
+        "sha256": meta["sha256"],
+        "size_bytes": meta["size_bytes"],
+        "input": (meta["input"]["name"], meta["input"]["shape"]),
+        "output": (meta["output"]["name"], meta["output"]["shape"]),
+        "num_anchors": meta["output"]["num_anchors"],
+        "opset": meta["export"]["opset"],
+    }
 
 
 def test_metadata_has_every_contract_key(meta: dict) -> None:
@@ -85,6 +124,37 @@ def test_onnxruntime_output_has_the_declared_shape(meta: dict) -> None:
     x = np.zeros(meta["input"]["shape"], np.float32)
     (out,) = sess.run([meta["output"]["name"]], {meta["input"]["name"]: x})
     assert list(out.shape) == meta["output"]["shape"]
+
+
+def test_anchor_count_is_one_per_grid_cell_of_each_stride(meta: dict) -> None:
+    assert meta["output"]["strides"] == list(STRIDES)
+    assert meta["output"]["num_anchors"] == meta["output"]["shape"][2]
+    assert meta["output"]["num_anchors"] == figures_from_the_artifacts()["num_anchors"]
+
+
+def test_the_exporter_writes_the_figures_of_the_graph_it_is_given() -> None:
+    written = build_metadata(COMPONENT / "model.onnx", ["scratch"], "1.0.0", {"val": {}},
+                             {"framework": "test"}, {"simplified": True, "quantized": False})
+    assert figures_of(written) == figures_from_the_artifacts()
+
+
+@pytest.mark.timeout(300)
+def test_recorded_test_metrics_are_what_the_model_scores_on_the_recorded_set(
+        meta: dict, tmp_path: Path) -> None:
+    """Re-made from its recorded seed and counts, the held-out set scores as recorded."""
+    from vqitools.model.evaluate import evaluate_model, open_model, split_images
+    from vqitools.model.synth import generate_dataset
+
+    recorded = meta["metrics"]["test_onnx"]
+    found = re.fullmatch(r"vqitools\.model\.synth seed=(\d+) counts=\{'test': (\d+)\}",
+                         recorded["dataset"])
+    assert found, recorded["dataset"]
+    seed, count = int(found.group(1)), int(found.group(2))
+    data = generate_dataset(tmp_path, seed, {"test": count}, jobs=2).data_yaml
+    scored = evaluate_model(open_model(COMPONENT), split_images(data, "test"))
+    assert (scored["images"], scored["instances"]) == (recorded["images"], recorded["instances"])
+    assert scored["mAP50"] == pytest.approx(recorded["mAP50"], abs=1e-4)
+    assert scored["mAP50-95"] == pytest.approx(recorded["mAP50-95"], abs=1e-4)
 
 
 def test_export_parity_was_within_tolerance(meta: dict) -> None:

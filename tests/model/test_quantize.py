@@ -7,16 +7,42 @@ from pathlib import Path
 
 import pytest
 
+from vqitools.model.evaluate import evaluate_model, open_model, split_images
 from vqitools.model.quantize import head_decode_nodes, quantize
 from vqitools.model.synth import generate_dataset
 
 COMPONENT = Path(__file__).resolve().parents[2] / "components" / "model"
+# Calibrated on one image, the int8 model loses some mAP50 on the 12 validation images below;
+# the guard is probed just either side of that measured loss.
+ONE_IMAGE = 1
+EPSILON = 0.01
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("qdata")
-    return generate_dataset(root, 99, {"train": 8, "val": 6}).data_yaml
+    return generate_dataset(root, 99, {"train": 8, "val": 12}).data_yaml
+
+
+def quantize_into(out: Path, data: Path, n_calib: int, max_map50_drop: float) -> dict:
+    return quantize(COMPONENT, out, data.parent / "images" / "train", data, n_calib=n_calib,
+                    max_map50_drop=max_map50_drop)
+
+
+@pytest.fixture(scope="module")
+def one_image_calibration(data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The report of a one-image calibration allowed any loss, and the mAP50 drop measured
+    here, independently, by scoring the float model and the int8 model it wrote."""
+    out = tmp_path_factory.mktemp("measured") / "int8"
+    report = quantize_into(out, data, ONE_IMAGE, max_map50_drop=1.0)
+    images = split_images(data, "val")
+    float_map50 = evaluate_model(open_model(COMPONENT), images)["mAP50"]
+    int8_map50 = evaluate_model(open_model(out), images)["mAP50"]
+    drop = float_map50 - int8_map50
+    assert drop > 2 * EPSILON, (
+        f"int8 lost {drop:.4f} mAP50 here: too little to probe the guard either side of it; "
+        "pick a calibration that loses more")
+    return {"report": report, "drop": drop}
 
 
 def test_detect_decode_stays_float() -> None:
@@ -30,10 +56,28 @@ def test_detect_decode_stays_float() -> None:
 
 
 @pytest.mark.timeout(180)
-def test_guard_refuses_and_writes_nothing(data: Path, tmp_path: Path) -> None:
+def test_the_report_states_the_drop_measured_on_the_written_model(
+        one_image_calibration: dict) -> None:
+    report = one_image_calibration["report"]
+    assert report["map50_drop"] == pytest.approx(one_image_calibration["drop"], abs=1e-4)
+
+
+@pytest.mark.timeout(180)
+def test_a_drop_just_within_the_allowance_is_accepted(
+        data: Path, tmp_path: Path, one_image_calibration: dict) -> None:
     out = tmp_path / "int8"
-    report = quantize(COMPONENT, out, data.parent / "images" / "train", data, n_calib=4,
-                      max_map50_drop=-1.0)
+    report = quantize_into(out, data, ONE_IMAGE,
+                           max_map50_drop=one_image_calibration["drop"] + EPSILON)
+    assert report["accepted"] is True
+    assert (out / "model.onnx").is_file()
+
+
+@pytest.mark.timeout(180)
+def test_a_drop_just_beyond_the_allowance_is_refused_and_nothing_is_written(
+        data: Path, tmp_path: Path, one_image_calibration: dict) -> None:
+    out = tmp_path / "int8"
+    report = quantize_into(out, data, ONE_IMAGE,
+                           max_map50_drop=one_image_calibration["drop"] - EPSILON)
     assert report["accepted"] is False and "nothing written" in report["reason"]
     assert not out.exists()
 
@@ -45,8 +89,7 @@ def test_accepted_model_is_qdq_smaller_and_verified(data: Path, tmp_path: Path) 
     from vqitools.model.package import _verifier
 
     out = tmp_path / "int8"
-    report = quantize(COMPONENT, out, data.parent / "images" / "train", data, n_calib=4,
-                      max_map50_drop=1.0)
+    report = quantize_into(out, data, n_calib=4, max_map50_drop=1.0)
     assert report["accepted"] is True
     assert report["int8"]["size_bytes"] < report["float"]["size_bytes"] / 2
     ops = {n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node}

@@ -11,8 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from tests import syscalls
-
+from .. import syscalls
 from .rig import Rig, make_result
 
 pytestmark = pytest.mark.skipif(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from shared.messages import Detection, InspectionResult
 from vqi_uploader.selection import (
     REASON_DEFECT,
@@ -13,6 +15,17 @@ from vqi_uploader.selection import (
 )
 
 NO_SAMPLE = SelectionRules(uncertainty_low=0.3, uncertainty_high=0.6, ok_sample_rate=0.0)
+
+
+def reference_fraction(image_id: str, seed: str) -> float:
+    """The documented sampling hash, derived here on its own: sha256 over the seed, a NUL byte
+    and the image id; its first 64 bits (big-endian) as a fraction of 2**64."""
+    digest = hashlib.sha256(seed.encode() + b"\0" + image_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def drift_samples(ids: list, rules: SelectionRules) -> list:
+    return [i for i in ids if review_reason(result("OK", image_id=i), rules) == REASON_DRIFT]
 
 
 def result(verdict: str, *scores: float, image_id: str = "img-1") -> InspectionResult:
@@ -72,18 +85,26 @@ def test_ok_sample_picks_about_the_configured_fraction():
 
 
 def test_sample_decision_is_stable_per_image_id_and_changes_with_the_seed():
-    rules = SelectionRules(ok_sample_rate=0.3, seed="line-7")
-    first = [review_reason(result("OK", image_id=f"i{i}"), rules) for i in range(300)]
-    again = [review_reason(result("OK", image_id=f"i{i}"), rules) for i in range(300)]
+    ids = [f"i{i}" for i in range(300)]
+    first = drift_samples(ids, SelectionRules(ok_sample_rate=0.3, seed="line-7"))
+    again = drift_samples(ids, SelectionRules(ok_sample_rate=0.3, seed="line-7"))
+    other_seed = drift_samples(ids, SelectionRules(ok_sample_rate=0.3, seed="line-8"))
     assert first == again
-    assert sample_fraction("i1", "line-7") == sample_fraction("i1", "line-7")
-    other = [sample_fraction(f"i{i}", "line-8") for i in range(300)]
-    assert other != [sample_fraction(f"i{i}", "line-7") for i in range(300)]
+    assert other_seed != first
+
+
+def test_the_sample_a_seed_draws_is_the_same_in_every_release():
+    """Pinned by hand: a result redelivered after an upgrade must be selected the same way."""
+    ids = [f"tag-{i}" for i in range(20)]
+    assert drift_samples(ids, SelectionRules(ok_sample_rate=0.25, seed="s")) == [
+        "tag-6", "tag-10", "tag-11", "tag-18", "tag-19"]
+    assert drift_samples(ids, SelectionRules(ok_sample_rate=0.25, seed="line-7")) == [
+        "tag-6", "tag-10", "tag-11", "tag-13", "tag-16", "tag-17"]
+    # sha256(b"vqi\0img-1") begins c5d32e7381f2d1d7
+    assert sample_fraction("img-1", "vqi") == 0xC5D32E7381F2D1D7 / 2**64
 
 
 def test_sample_is_exactly_the_images_whose_hash_is_below_the_rate():
-    rules = SelectionRules(ok_sample_rate=0.25, seed="s")
-    for i in range(500):
-        image_id = f"tag-{i}"
-        expected = REASON_DRIFT if sample_fraction(image_id, "s") < 0.25 else None
-        assert review_reason(result("OK", image_id=image_id), rules) == expected
+    ids = [f"tag-{i}" for i in range(500)]
+    expected = [i for i in ids if reference_fraction(i, "s") < 0.25]
+    assert drift_samples(ids, SelectionRules(ok_sample_rate=0.25, seed="s")) == expected

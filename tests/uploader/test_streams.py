@@ -8,7 +8,7 @@ import pytest
 from stream_manager import Persistence, StatusLevel, StrategyOnFull, StreamManagerClient
 
 from localgg.stream_manager import StreamManagerServer
-from vqi_uploader.config import load_config
+from vqi_uploader.settings import parse
 from vqi_uploader.streams import (
     KINESIS_EXPORT_ID,
     S3_EXPORT_ID,
@@ -20,7 +20,7 @@ from vqi_uploader.streams import (
 
 
 def test_results_stream_exports_to_the_configured_kinesis_stream():
-    cfg = load_config({"KinesisStreamName": "line-7", "KinesisBatchSize": 50,
+    cfg = parse({"KinesisStreamName": "line-7", "KinesisBatchSize": 50,
                        "StrategyOnFull": "RejectNewData", "StreamPersistence": "Memory",
                        "FlushOnWrite": False, "ResultsStreamMaxBytes": 4096})
     definition = results_stream(cfg)
@@ -33,14 +33,14 @@ def test_results_stream_exports_to_the_configured_kinesis_stream():
 
 
 def test_disabled_kinesis_export_leaves_a_rolling_local_history():
-    definition = results_stream(load_config({"KinesisExportEnabled": False,
+    definition = results_stream(parse({"KinesisExportEnabled": False,
                                              "StrategyOnFull": "RejectNewData"}))
     assert definition.export_definition is None
     assert definition.strategy_on_full == StrategyOnFull.OverwriteOldestData
 
 
 def test_export_task_stream_reports_to_the_status_stream():
-    cfg = load_config({"ExportStatusStreamName": "st"})
+    cfg = parse({"ExportStatusStreamName": "st"})
     (executor,) = export_stream(cfg).export_definition.s3_task_executor
     assert executor.identifier == S3_EXPORT_ID
     assert executor.status_config.status_stream_name == "st"
@@ -55,10 +55,10 @@ def test_streams_are_created_then_updated_in_place(tmp_path: Path,
         monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", server.auth_token)
         client = StreamManagerClient(port=server.port)
         try:
-            ensure_streams(client, load_config({}))
+            ensure_streams(client, parse({}))
             assert sorted(client.list_streams()) == sorted(
                 ["vqi-results", "vqi-review-export-tasks", "vqi-review-export-status"])
-            ensure_streams(client, load_config({"ResultsStreamMaxBytes": 1048576}))
+            ensure_streams(client, parse({"ResultsStreamMaxBytes": 1048576}))
             info = client.describe_message_stream("vqi-results")
             assert info.definition.max_size == 1048576
         finally:

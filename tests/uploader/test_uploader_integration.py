@@ -80,18 +80,21 @@ def test_offline_period_then_recovery_loses_no_result_and_no_image(rig: Rig):
     assert b'"image_id":"off-000"' in rig.s3_read(result_key)
 
 
-def test_confirmation_carries_the_result_and_its_archive_record(rig: Rig):
+def test_confirmation_carries_the_result_and_its_archive_record(rig: Rig, assert_valid_metrics):
     rig.config["MetricsIntervalSeconds"] = 1
     rig.start_sm()
     rig.start_uploader()
     rig.connect_peer()
     defect, ok = batch(rig, "conf", 2)
     rig.redeliver_until_confirmed([defect, ok], 20)
-    rig.wait(lambda: any(m["counters"]["results_appended"] == 2 for m in rig.metrics), 10,
+    rig.wait(lambda: any(m["totals"].get("results_appended") == 2 for m in rig.metrics), 10,
              "metrics")
     last = rig.metrics[-1]
     assert last["component"] == "com.example.vqi.Uploader" and last["thing_name"] == THING
-    assert last["counters"]["review_staged"] == 1
+    assert last["totals"]["review_staged"] == 1
+    assert sum(m["counts"].get("results_appended", 0) for m in rig.metrics) == 2
+    for message in rig.metrics:
+        assert_valid_metrics(message)
     got = rig.confirmed()
     archive = got[defect["image_id"]][0]["archive"]
     assert archive["review"] is True and archive["reason"] == "defect"

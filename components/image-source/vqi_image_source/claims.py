@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Set
 
+from shared.atomic import unlink_quietly
 from shared.messages import ImageEvent, utc_now
 
 from . import durable
@@ -125,7 +126,7 @@ class ClaimStore:
         for entry in os.scandir(self.layout.processing):
             name = entry.name
             if name.startswith("."):
-                durable.unlink_quietly(entry.path)  # temp file of an interrupted sidecar write
+                unlink_quietly(entry.path)  # temp file of an interrupted sidecar write
             elif not entry.is_file(follow_symlinks=False):
                 where = quarantine(self.layout.quarantine, entry.path, "processing/" + name,
                                    "not a regular file in processing/ (never published)")
@@ -141,7 +142,7 @@ class ClaimStore:
             if iid not in images:
                 # Crash after writing the sidecar but before the rename (image still in the
                 # inbox, found again under the same id), or after completing the image.
-                durable.unlink_quietly(side)
+                unlink_quietly(side)
                 continue
             try:
                 claim = Claim.from_dict(durable.read_json(side))
@@ -218,7 +219,7 @@ class ClaimStore:
         try:
             os.rename(leaf, dest, src_dir_fd=folder)
         except OSError as exc:
-            durable.unlink_quietly(self.sidecar(iid))
+            unlink_quietly(self.sidecar(iid))
             raise ClaimError(f"cannot move {src} into processing/: {exc.strerror}") from exc
         moved = os.lstat(dest)
         if (moved.st_ino, moved.st_dev) != (st.st_ino, st.st_dev):
@@ -226,7 +227,7 @@ class ClaimStore:
             # must never be published, so it goes to quarantine instead.
             where = quarantine(self.layout.quarantine, dest, source,
                                "replaced by another entry while being claimed")
-            durable.unlink_quietly(self.sidecar(iid))
+            unlink_quietly(self.sidecar(iid))
             raise ClaimError(f"{src} was replaced while being claimed; quarantined as {where}")
         # No folder fsync here: if a power cut undoes the rename, the file is back in the inbox
         # and is claimed again under the same id (content, path and mtime are unchanged).
@@ -251,7 +252,7 @@ class ClaimStore:
         if not os.path.lexists(claim.path):
             log.warning("claimed image %s vanished from processing/", claim.path)
         elif outcome == DELETE:
-            durable.unlink_quietly(claim.path)
+            unlink_quietly(claim.path)
         else:
             root = self.layout.failed if outcome == FAILED else self.layout.done
             folder = durable.day_folder(root, wall)
@@ -259,6 +260,6 @@ class ClaimStore:
             if reason is not None:
                 durable.write_json(final + REASON_SUFFIX, reason, sync=False)
             os.rename(claim.path, final)
-        durable.unlink_quietly(self.sidecar(claim.image_id))
+        unlink_quietly(self.sidecar(claim.image_id))
         self._ids.discard(claim.image_id)
         return final

@@ -1,55 +1,26 @@
-"""Small crash-safe file operations: the state a restart relies on is never half written."""
+"""Claim files: JSON state written crash-safe, and names safe to carry in JSON and logs."""
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import time
 from typing import Any
+
+from shared.atomic import write_atomic
 
 REASON_SUFFIX = ".reason.json"  # written beside a failed or quarantined file
 
 
 def write_json(path: str, data: Any, sync: bool = True) -> None:
-    """Atomically replace path with JSON (temp file, fsync, rename): old or new, never partial."""
-    folder = os.path.dirname(path)
-    # Not named after path: a name near NAME_MAX (255 bytes) would make the temp name too long.
-    tmp = os.path.join(folder, f".{secrets.token_hex(8)}.tmp")
-    body = json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        os.write(fd, body)
-        if sync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except OSError:
-        _unlink_quietly(tmp)
-        raise
+    """Atomically replace path with JSON: old or new, never partial (shared/atomic.py)."""
+    body = json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True)
+    write_atomic(path, body, sync=sync)
 
 
 def read_json(path: str) -> Any:
     with open(path, "rb") as f:
         return json.loads(f.read().decode("utf-8"))
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def unlink_quietly(path: str) -> bool:
-    """Remove a file that may already be gone; True if it was removed now."""
-    try:
-        os.unlink(path)
-        return True
-    except FileNotFoundError:
-        return False
 
 
 def day_folder(root: str, wall: float) -> str:

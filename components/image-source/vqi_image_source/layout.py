@@ -11,12 +11,14 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
+from shared.component import StartError
+
 from .settings import Settings
 
 WORK_ENV = "VQI_WORK_DIR"
 
 
-class LayoutError(RuntimeError):
+class LayoutError(StartError):
     """The folders cannot be used; the message says which and why."""
 
 

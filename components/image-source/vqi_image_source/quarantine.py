@@ -11,6 +11,7 @@ import secrets
 import time
 from typing import Any, Dict, Optional
 
+from shared.atomic import unlink_quietly
 from shared.messages import utc_now
 
 from . import durable
@@ -35,6 +36,6 @@ def quarantine(root: str, src: str, source: str, reason: str,
     try:
         os.rename(src, dest)
     except OSError:
-        durable.unlink_quietly(dest + REASON_SUFFIX)
+        unlink_quietly(dest + REASON_SUFFIX)
         raise
     return dest

@@ -1,8 +1,9 @@
 """The image source, free of IPC: watch, claim, publish, complete, retry, quarantine, retain.
 
 Everything runs on one thread (run_once); other threads only hand in completion messages and
-configuration through a queue and wake the loop through a pipe. Publishing is a callable, so the
-same core runs under the real IPC client, in tests, and in the benchmark.
+configuration through a queue and wake the loop through a pipe. Publishing and subscribing are
+callables, so the same core runs under the real IPC client (shared/component.py runs it), in
+tests, and in the benchmark.
 """
 
 from __future__ import annotations
@@ -22,20 +23,22 @@ from shared.messages import (
     MessageError,
     utc_now,
 )
+from shared.metrics import Window, rate
 
-from . import COMPONENT, retention
+from . import COMPONENT_NAME, retention
 from .claims import DELETE, DONE, FAILED, Claim, ClaimError, ClaimStore
 from .inbox_access import camera_access_problem
 from .intake import Candidate, Decision, Intake
 from .layout import Layout
-from .metrics import Metrics
 from .quarantine import quarantine
-from .settings import Settings, restart_needed
+from .settings import Settings, parse, restart_needed
 from .watcher import Watcher
 
 log = logging.getLogger(__name__)
 
 Publish = Callable[[str, Dict[str, Any]], None]
+Subscribe = Callable[[str, Callable[[Any, str], None]], None]
+SERIES = ("inbox_to_event", "claim_to_result")
 
 TICK_S = 0.25  # how often pending files are re-checked for stability
 PUBLISH_RETRY_S = 1.0
@@ -59,16 +62,19 @@ class Service:
     def __init__(self, settings: Settings, layout: Layout, publish: Publish,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, sync: bool = True,
-                 max_tracked: int = MAX_TRACKED) -> None:
+                 max_tracked: int = MAX_TRACKED, subscribe: Optional[Subscribe] = None,
+                 thing_name: str = "") -> None:
         self.settings = settings
         self.layout = layout
         self._publish = publish
+        self._subscribe = subscribe
+        self._subscribed: set = set()
         self._clock = clock
         self._wall = wall
         self.claims = ClaimStore(layout, sync=sync)
         self.intake = Intake(layout.inbox, settings)
         self.watcher: Optional[Watcher] = None
-        self.metrics = Metrics(COMPONENT)
+        self.metrics = Window(COMPONENT_NAME, thing_name)
         self.in_flight: Dict[str, Flight] = {}
         self._completions = 0
         self._inbox: "queue.SimpleQueue[Tuple[str, Any, str]]" = queue.SimpleQueue()
@@ -98,6 +104,20 @@ class Service:
         self._inbox.put(("settings", settings, ""))
         self.wake()
 
+    def reconfigure(self, raw: Dict[str, Any]) -> None:
+        """A live configuration update: ConfigError, or StartError if the new completion topic
+        may not be subscribed to; either way the previous configuration stays."""
+        new = parse(raw)
+        self._listen(new.completion_topic, self.submit_completion)
+        self.submit_settings(new)
+
+    def _listen(self, topic: str, handler: Callable[[Any, str], None]) -> None:
+        if self._subscribe is None or not topic or topic in self._subscribed:
+            return
+        self._subscribe(topic, handler)
+        self._subscribed.add(topic)
+        log.info("listening on %s", topic)
+
     def wake(self) -> None:
         try:
             os.write(self._wake_w, b"x")
@@ -106,8 +126,11 @@ class Service:
 
     # -- life cycle --------------------------------------------------------------------------------
     def start(self) -> None:
-        """Prepare folders, re-publish claims left by a previous run, and watch the inbox."""
+        """Prepare folders, listen for completions and consumers (before claims left by a
+        previous run are re-published, so their completions are heard), and watch the inbox."""
         self.layout.prepare()
+        self._listen(self.settings.completion_topic, self.submit_completion)
+        self._listen(self.settings.ready_topic, self.submit_ready)
         problem = camera_access_problem(self.layout.inbox)
         if problem:
             log.warning("a camera writing as another user cannot drop images: %s", problem)
@@ -121,6 +144,12 @@ class Service:
         self.watcher = Watcher(self.layout.inbox, self.intake.ignored_dir)
         self._rescan(now)
         self._next_retention = now  # first pass soon after start
+        log.info("watching %s (%d claimed images re-published)", self.layout.inbox,
+                 len(self.in_flight))
+
+    def stop(self) -> None:
+        self.publish_metrics()
+        self.close()
 
     def close(self) -> None:
         if self.watcher is not None:
@@ -254,7 +283,7 @@ class Service:
         self.in_flight[claim.image_id] = flight
         self.metrics.count("claimed")
         self._send(flight, now, again=False)
-        self.metrics.waited((self._clock() - first) * 1000.0)
+        self.metrics.sample("inbox_to_event", (self._clock() - first) * 1000.0)
 
     def _send(self, flight: Flight, now: float, again: bool) -> None:
         """Publish the image event; on a re-publish the persisted attempt goes up by one."""
@@ -342,7 +371,7 @@ class Service:
             self.metrics.count("unknown_results")  # duplicate, or not one of ours
             return
         self._completions += 1
-        self.metrics.resulted((now - flight.claimed_at) * 1000.0)
+        self.metrics.sample("claim_to_result", (now - flight.claimed_at) * 1000.0)
         if result.verdict == VERDICT_ERROR:
             self._finish(flight, FAILED, {
                 "reason": f"inspection error: {result.error or 'unknown'}",
@@ -403,7 +432,11 @@ class Service:
                 "inotify": bool(self.watcher is not None and self.watcher.live)}
 
     def publish_metrics(self) -> Optional[Dict[str, Any]]:
-        message = self.metrics.snapshot(self.gauges())
+        gauges = self.gauges()
+        message = self.metrics.snapshot(
+            lambda counts, window_s: {**gauges, "images_published": counts.get("published", 0),
+                                      "images_per_s": rate(counts.get("published", 0), window_s)},
+            SERIES)
         if not self.settings.metrics_topic:
             return message
         try:

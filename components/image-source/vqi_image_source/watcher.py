@@ -10,7 +10,7 @@ import logging
 import os
 from typing import Callable, Iterator, List, Optional, Set, Tuple
 
-from shared import inotify
+from . import inotify
 
 log = logging.getLogger(__name__)
 

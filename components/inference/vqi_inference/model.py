@@ -13,12 +13,14 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from shared.component import StartError
+
 from .preprocess import Normalisation
 
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 
 
-class ModelError(Exception):
+class ModelError(StartError):
     """The model folder cannot be used; the message says why and what to do."""
 
 

@@ -1,10 +1,11 @@
 """Image path -> detections, with decoding overlapped with model execution.
 
 Stages run on their own threads: decode workers (read, decode, letterbox, normalise into a pooled
-input buffer), one inference thread (session.run only, which releases the GIL), and one finishing
-thread (NMS, scaling, callback). A fixed pool of input buffers and bounded queues keep memory flat
-under a burst: when the model falls behind, decode workers wait for a free buffer and submit()
-blocks once MaxPendingEvents jobs are waiting.
+input buffer), one or more inference threads (session.run only, which releases the GIL; the
+count comes from settings.thread_layout), and one finishing thread (NMS, scaling, callback).
+A fixed pool of input buffers and bounded queues keep memory flat under a burst: when the model
+falls behind, decode workers wait for a free buffer and submit() blocks once MaxPendingEvents
+jobs are waiting.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -48,12 +49,32 @@ class Limits:
     reduced_jpeg: bool = False  # decode large JPEGs at 1/2..1/8 scale (faster, not bit-exact)
 
 
+@dataclass(frozen=True)
+class Failure:
+    """Why an image has no detections: a decode error code (decode.py), or inference_error /
+    internal_error for the model or a bug; `code: detail` is the result's error text."""
+
+    code: str
+    detail: str
+
+    @classmethod
+    def of(cls, error: decode.ImageError) -> "Failure":
+        return cls(error.code, error.detail)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.detail}"
+
+
+INFERENCE_ERROR = "inference_error"
+INTERNAL_ERROR = "internal_error"
+
+
 @dataclass
 class Outcome:
     job: Job
     detections: Optional[Detections] = None
     orig_hw: Optional[Tuple[int, int]] = None
-    error: Optional[decode.ImageError] = None
+    error: Optional[Failure] = None
     image: Optional[np.ndarray] = None
     timings_ms: Dict[str, float] = field(default_factory=dict)
 
@@ -143,7 +164,7 @@ class Runner:
         item.timings["total"] = _ms(item.job.received, t1)
         return Outcome(item.job, found, orig_hw, None, item.image, item.timings)
 
-    def failed(self, job: Job, error: decode.ImageError, timings: Dict[str, float]) -> Outcome:
+    def failed(self, job: Job, error: Failure, timings: Dict[str, float]) -> Outcome:
         timings["total"] = _ms(job.received, time.perf_counter())
         return Outcome(job, None, None, error, None, timings)
 
@@ -152,7 +173,7 @@ class Runner:
         try:
             item = self.prepare(job, limits, buffer if buffer is not None else self.new_buffer())
         except decode.ImageError as exc:
-            return self.failed(job, exc, {})
+            return self.failed(job, Failure.of(exc), {})
         self.infer(item)
         return self.finish(item)
 
@@ -229,13 +250,13 @@ class Pipeline:
                 item = self.runner.prepare(job, self._limits(), buffer)
             except decode.ImageError as exc:
                 self._free.put(buffer)
-                self._done.put(self.runner.failed(job, exc, {}))
+                self._done.put(self.runner.failed(job, Failure.of(exc), {}))
                 continue
             except Exception as exc:  # a bug must cost one image, not the service
                 log.exception("preparing %s failed", job.path)
                 self._free.put(buffer)
                 self._done.put(self.runner.failed(
-                    job, decode.ImageError("internal_error", f"{type(exc).__name__}: {exc}"), {}))
+                    job, Failure(INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"), {}))
                 continue
             self._ready.put(item)
         with self._lock:
@@ -260,7 +281,7 @@ class Pipeline:
             except Exception as exc:
                 log.exception("inference failed for %s", item.job.path)
                 self._done.put(self.runner.failed(
-                    item.job, decode.ImageError("inference_error", str(exc)[:300]), item.timings))
+                    item.job, Failure(INFERENCE_ERROR, str(exc)[:300]), item.timings))
                 self._free.put(item.buffer)
                 continue
             self._free.put(item.buffer)
@@ -276,16 +297,9 @@ class Pipeline:
             except Exception as exc:
                 log.exception("post-processing failed for %s", item.job.path)
                 outcome = self.runner.failed(
-                    item.job, decode.ImageError("internal_error", str(exc)[:300]), item.timings)
+                    item.job, Failure(INTERNAL_ERROR, str(exc)[:300]), item.timings)
             try:
                 self._on_outcome(outcome)
             except Exception:
                 log.exception("result handler failed for %s", outcome.job.image_id)
 
-
-def drain(outcomes: List[Outcome], expected: int, timeout: float) -> bool:
-    """Wait until `outcomes` holds `expected` items (helper for callers collecting results)."""
-    deadline = time.monotonic() + timeout
-    while len(outcomes) < expected and time.monotonic() < deadline:
-        time.sleep(0.005)
-    return len(outcomes) >= expected

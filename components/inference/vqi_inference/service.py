@@ -12,12 +12,12 @@ import threading
 from collections import OrderedDict
 from typing import Any, Dict, Optional, Set
 
-from shared.config import ConfigError
+from shared.component import Idle
 from shared.messages import VERDICT_DEFECT, ImageEvent, InspectionResult, MessageError
+from shared.metrics import Window
 
-from . import COMPONENT_NAME, annotate, results, settings
+from . import COMPONENT_NAME, annotate, metrics, results, settings
 from .decode import TRANSIENT_CODES
-from .metrics import Metrics
 from .model import LoadedModel
 from .pipeline import Job, Limits, Outcome, Pipeline
 from .throttle import Throttle
@@ -25,17 +25,19 @@ from .throttle import Throttle
 log = logging.getLogger(__name__)
 
 
-class Service:
-    """Wires the pipeline to IPC; `ipc` is shared.ipc.IpcClient (or anything with its methods)."""
+class Service(Idle):
+    """Wires the pipeline to IPC; `ipc` is shared.ipc.IpcClient (or anything with its methods).
+    Run by shared/component.py; the pipeline's threads do the work."""
 
     def __init__(self, ipc: Any, model: LoadedModel, config: settings.InferenceConfig,
                  thing_name: str) -> None:
+        super().__init__()
         self.ipc = ipc
         self.model = model
         self.thing_name = thing_name
         self.effective = settings.resolve(config, model.spec)  # ConfigError if it does not fit
         self.started_config = config
-        self.metrics = Metrics(COMPONENT_NAME)
+        self.metrics = Window(COMPONENT_NAME, thing_name)
         self.throttle = Throttle(log)
         self._lock = threading.Lock()
         self._recent: "OrderedDict[str, InspectionResult]" = OrderedDict()
@@ -53,7 +55,6 @@ class Service:
     def start(self) -> None:
         self.pipeline.start()
         self.ipc.subscribe_json(self.started_config.image_topic, self.on_message)
-        self.ipc.on_configuration_update(self.on_configuration_update)
         self._metrics_thread = threading.Thread(target=self._metrics_loop, name="vqi-metrics",
                                                 daemon=True)
         self._metrics_thread.start()
@@ -63,6 +64,8 @@ class Service:
                  self.started_config.image_topic, self.model.spec.name, self.model.spec.version,
                  self.model.spec.sha256[:12], self.model.providers, workers, intra,
                  settings.decode_threads(self.started_config))
+        self.ipc.announce_ready(self.started_config.ready_topic, COMPONENT_NAME,
+                                self.started_config.image_topic)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the images already accepted, publish their results, stop the threads."""
@@ -101,23 +104,14 @@ class Service:
             return
         self.pipeline.submit(Job(event.image_id, event.path, event))
 
-    def on_configuration_update(self, key_path: Any = None) -> None:
-        """Re-read the whole configuration; apply it if valid, keep the old one if not."""
-        try:
-            raw = self.ipc.get_configuration()
-            config = settings.parse(raw)
-            effective = settings.resolve(config, self.model.spec)
-        except ConfigError as exc:
-            log.error("configuration update rejected, previous configuration stays: %s", exc)
-            return
-        except Exception:
-            log.exception("cannot read the updated configuration")
-            return
-        self.effective = effective
+    def reconfigure(self, raw: Dict[str, Any]) -> None:
+        """Apply a live configuration update, or raise ConfigError and keep the previous one."""
+        config = settings.parse(raw)
+        self.effective = settings.resolve(config, self.model.spec)
         pending = settings.restart_needed(self.started_config, config)
         if pending:
             log.warning("configuration keys %s take effect after a restart", pending)
-        log.info("configuration updated (%s)", "/".join(key_path or []) or "all")
+        log.info("configuration updated")
 
     # -- outputs -----------------------------------------------------------------------------
     def _on_outcome(self, outcome: Outcome) -> None:
@@ -136,7 +130,7 @@ class Service:
                 self._recent[result.image_id] = result
                 while len(self._recent) > eff.config.recent_ids:
                     self._recent.popitem(last=False)
-        self.metrics.record(result.verdict, result.timings_ms, result.error)
+        metrics.record(self.metrics, result.verdict, result.timings_ms, result.error)
         if result.error:
             log.warning("image %s (%s): %s", result.image_id, result.path, result.error)
         self._publish(result)
@@ -155,7 +149,7 @@ class Service:
 
     def _publish_metrics(self) -> Dict[str, Any]:
         eff = self.effective
-        message = self.metrics.snapshot(queue_depth=self.pipeline.pending)
+        message = metrics.snapshot(self.metrics, self.pipeline.pending)
         try:
             if eff.config.metrics_topic:
                 self.ipc.publish_json(eff.config.metrics_topic, message)

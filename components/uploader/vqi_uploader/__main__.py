@@ -1,56 +1,30 @@
-"""Entry point: `python -m vqi_uploader` (the recipe's Run script)."""
+"""Entry point: `python -m vqi_uploader` (the recipe's Run script).
+
+Exit codes: the table in shared/component.py.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
-import signal
 import sys
-import threading
+from typing import Any, Dict
 
-from shared import logs
-from shared.config import ConfigError
+from shared.component import run
 
 from . import COMPONENT_NAME
-from .config import load_config, stream_manager_port
+from .settings import parse, stream_manager_port
 
 
-def main() -> int:
-    log = logs.setup(COMPONENT_NAME)
-    from shared.ipc import IpcClient
+def build(ipc: Any, raw: Dict[str, Any]) -> Any:
+    from .service import Uploader  # needs the stream-manager SDK
 
-    from .service import Uploader
-
-    ipc = IpcClient()
-    try:
-        cfg = load_config(ipc.get_configuration())
-        log.info("Stream Manager port %d", stream_manager_port(dict(os.environ)))
-    except ConfigError as exc:
-        log.error("%s", exc)
-        ipc.report_errored()
-        return 2
+    cfg = parse(raw)
+    port = stream_manager_port(dict(os.environ))
+    logging.getLogger(COMPONENT_NAME).info("Stream Manager port %d", port)
     work = os.environ.get("VQI_WORK_DIR") or os.getcwd()
-    uploader = Uploader(cfg, ipc, work, os.environ.get("AWS_IOT_THING_NAME", ""))
-    done = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("signal %d: stopping", signum)
-        done.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    uploader.start()
-    ipc.announce_ready(cfg.ready_topic, COMPONENT_NAME, cfg.result_topic)
-    ipc.report_running()
-    while not done.wait(0.5):
-        if ipc.disconnected.is_set():
-            break
-    uploader.stop()
-    ipc.close()
-    if ipc.disconnected.is_set() and not done.is_set():
-        log.error("lost the nucleus connection; exiting so the nucleus restarts the component")
-        return 1
-    return 0
+    return Uploader(cfg, ipc, work, os.environ.get("AWS_IOT_THING_NAME", ""))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(COMPONENT_NAME, build))

@@ -12,26 +12,9 @@ import os
 from collections import OrderedDict
 from typing import Any, Dict, Iterable, List, Optional
 
+from shared.atomic import write_atomic
+
 log = logging.getLogger(__name__)
-
-
-def fsync_dir(path: str) -> None:
-    """Make the names created or renamed inside a folder survive a power cut."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Replace `path` with `text` so a reader sees the old or the new content, never a mix."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class Journal:

@@ -25,13 +25,14 @@ from typing import Any, Dict, Optional
 from stream_manager import ReadMessagesOptions
 from stream_manager.exceptions import NotEnoughMessagesException
 
-from shared.config import ConfigError
-from shared.messages import InspectionResult, MessageError, utc_now
+from shared.component import Idle
+from shared.messages import InspectionResult, MessageError
+from shared.metrics import Window
 
 from . import COMPONENT_NAME, labels, selection, streams
-from .config import UploaderConfig, load_config
 from .journal import HandledIds, OffsetFile
 from .keys import review_keys
+from .settings import UploaderConfig, parse
 from .smlink import Stopped, StreamManagerLink
 from .staging import Staging, url_path
 from .status import (
@@ -51,6 +52,7 @@ STATUS_WAIT_MS = 1000
 # After a short batch, statuses are left to gather for this long: they only free staged files, and
 # one read per batch instead of one per status is most of the uploader's CPU under a burst.
 STATUS_GATHER_S = 0.25
+SERIES = ("handle",)  # one result: from the worker taking it to its confirmation
 
 
 def append(link: StreamManagerLink, stream: str, data: bytes) -> int:
@@ -68,8 +70,11 @@ def rules_of(cfg: UploaderConfig) -> selection.SelectionRules:
     )
 
 
-class Uploader:
+class Uploader(Idle):
+    """Run by shared/component.py; the worker, status and metrics threads do the work."""
+
     def __init__(self, cfg: UploaderConfig, ipc: Any, work_dir: str, thing_name: str = "") -> None:
+        super().__init__()
         self.cfg = cfg
         self.rules = rules_of(cfg)
         self.ipc = ipc
@@ -88,12 +93,7 @@ class Uploader:
         self.status_offset = OffsetFile(os.path.join(state, "status.offset"))
         self.stop_event = threading.Event()
         self.queue: "queue.Queue[Dict[str, Any]]" = queue.Queue(QUEUE_LIMIT)
-        self.counters: Dict[str, int] = {
-            "results_received": 0, "results_appended": 0, "duplicates": 0, "invalid": 0,
-            "dropped_queue_full": 0, "review_staged": 0, "review_missing_image": 0,
-            "exports_succeeded": 0, "exports_retried": 0, "exports_failed": 0,
-        }
-        self._count_lock = threading.Lock()
+        self.metrics = Window(COMPONENT_NAME, self.thing_name)
         self._config_lock = threading.Lock()
         self._ensure_lock = threading.Lock()
         self._status_stream_new = threading.Event()
@@ -118,10 +118,6 @@ class Uploader:
                 log.warning("export streams were created anew; %d pending tasks resubmitted",
                             again)
 
-    def count(self, name: str, by: int = 1) -> None:
-        with self._count_lock:
-            self.counters[name] = self.counters.get(name, 0) + by
-
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         again = self.tracker.retry_failed_again()
@@ -133,12 +129,12 @@ class Uploader:
             thread.start()
             self._threads.append(thread)
         self.ipc.subscribe_json(self.cfg.result_topic, self.on_result)
-        self.ipc.on_configuration_update(self.on_configuration_update)
         log.info("uploader started: results %s -> stream %s (Kinesis %s), review images -> %s",
                  self.cfg.result_topic, self.cfg.results_stream,
                  self.cfg.kinesis_stream if self.cfg.kinesis_enabled else "off",
                  f"s3://{self.cfg.s3_bucket}/{self.cfg.s3_prefix}" if self.cfg.review_enabled
                  else "off (S3Bucket not set)")
+        self.ipc.announce_ready(self.cfg.ready_topic, COMPONENT_NAME, self.cfg.result_topic)
 
     def stop(self, timeout: float = 5.0) -> None:
         self.stop_event.set()
@@ -152,26 +148,23 @@ class Uploader:
     # -- IPC handlers --------------------------------------------------------------------------
     def on_result(self, message: Any, topic: str) -> None:
         """IPC thread: check and queue; the worker does the slow part."""
-        self.count("results_received")
+        self.metrics.count("results_received")
         try:
             InspectionResult.from_dict(message)
         except (MessageError, TypeError, ValueError) as exc:
-            self.count("invalid")
+            self.metrics.count("invalid")
             log.error("ignored a bad result on %s: %s", topic, exc)
             return
         try:
             self.queue.put_nowait(message)
         except queue.Full:
             # Safe to drop: unconfirmed images are redelivered by ImageSource.
-            self.count("dropped_queue_full")
+            self.metrics.count("dropped_queue_full")
             log.warning("result queue full; %s will be redelivered", message.get("image_id"))
 
-    def on_configuration_update(self, key_path: list) -> None:
-        try:
-            new = load_config(self.ipc.get_configuration())
-        except ConfigError as exc:
-            log.error("configuration update rejected, previous one stays: %s", exc)
-            return
+    def reconfigure(self, raw: Dict[str, Any]) -> None:
+        """Apply a live configuration update, or raise ConfigError and keep the previous one."""
+        new = parse(raw)
         with self._config_lock:
             if new.result_topic != self.cfg.result_topic:
                 log.warning("ResultTopic change takes effect after a restart")
@@ -190,8 +183,10 @@ class Uploader:
                 message = self.queue.get(timeout=0.5)
             except queue.Empty:
                 continue
+            started = time.monotonic()
             try:
                 self.handle(message)
+                self.metrics.sample("handle", (time.monotonic() - started) * 1000.0)
             except Stopped:
                 return
             except Exception:
@@ -204,7 +199,7 @@ class Uploader:
         cfg, rules = self.cfg, self.rules
         known = self.handled.get(result.image_id)
         if known is not None:
-            self.count("duplicates")
+            self.metrics.count("duplicates")
             self._confirm(message, {**known, "duplicate": True})
             return known
         payload = dict(message)
@@ -225,7 +220,7 @@ class Uploader:
                 staged = self.staging.stage(result.image_id, result.path, keys.image, label_text,
                                             keys.labels, result_text, keys.result)
             except FileNotFoundError:
-                self.count("review_missing_image")
+                self.metrics.count("review_missing_image")
                 log.warning("image %s for review is gone (%s); result sent without it",
                             result.image_id, result.path)
                 archive["error"] = "image missing"
@@ -242,12 +237,12 @@ class Uploader:
 
         data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         archive["result_sequence"] = append(self.results_link, cfg.results_stream, data)
-        self.count("results_appended")
+        self.metrics.count("results_appended")
         if entries:
             self.tracker.record(entries)
             for task in tasks:
                 append(self.results_link, cfg.export_stream, task)
-            self.count("review_staged")
+            self.metrics.count("review_staged")
         self.handled.add(result.image_id, archive)
         self._confirm(message, archive)
         return archive
@@ -322,11 +317,11 @@ class Uploader:
             return
         outcome = self.tracker.on_status(status)
         if outcome == OUTCOME_EXPORTED:
-            self.count("exports_succeeded")
+            self.metrics.count("exports_succeeded")
         elif outcome == OUTCOME_RETRY:
-            self.count("exports_retried")
+            self.metrics.count("exports_retried")
         elif outcome == OUTCOME_FAILED:
-            self.count("exports_failed")
+            self.metrics.count("exports_failed")
 
     def _resubmit_due(self) -> None:
         for entry in self.tracker.due():
@@ -337,16 +332,12 @@ class Uploader:
             self.tracker.resubmitted(entry["url"])
 
     # -- metrics -------------------------------------------------------------------------------
-    def metrics(self) -> Dict[str, Any]:
-        with self._count_lock:
-            counters = dict(self.counters)
+    def snapshot(self) -> Dict[str, Any]:
+        """The metrics message (shared/metrics.py envelope) for the window since the last one."""
         exports = self.tracker.counts()
-        return {
-            "schema_version": 1, "component": COMPONENT_NAME, "thing_name": self.thing_name,
-            "time": utc_now(), "counters": counters, "queue_depth": self.queue.qsize(),
-            "exports_pending": exports["pending"], "exports_retrying": exports["retry"],
-            "exports_failed_kept": exports["failed"],
-        }
+        gauges = {"queue_depth": self.queue.qsize(), "exports_pending": exports["pending"],
+                  "exports_retrying": exports["retry"], "exports_failed_kept": exports["failed"]}
+        return self.metrics.snapshot(lambda counts, window_s: gauges, SERIES)
 
     def _metrics_loop(self) -> None:
         last: Optional[float] = None
@@ -358,6 +349,6 @@ class Uploader:
                 continue
             last = now
             try:
-                self.ipc.publish_json(self.cfg.metrics_topic, self.metrics())
+                self.ipc.publish_json(self.cfg.metrics_topic, self.snapshot())
             except Exception as exc:
                 log.warning("metrics not published: %s", exc)

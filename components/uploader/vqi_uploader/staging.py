@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import List
 from urllib.parse import unquote, urlparse
 
-from .journal import fsync_dir, write_atomic
+from shared.atomic import fsync_dir, write_atomic
+
 from .keys import safe_part
 
 

@@ -25,7 +25,7 @@ from stream_manager import (
 )
 from stream_manager.exceptions import StreamManagerException
 
-from .config import UploaderConfig
+from .settings import UploaderConfig
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,6 @@ class Wakeups:
             if not fut.done():
                 fut.set_result(None)
 
-    def fire_all(self) -> None:
-        for key in list(self._waiters):
-            self.fire(key)
-
     async def wait(self, keys: tuple[str, ...], timeout: float | None) -> None:
         """Return when any key fires or the timeout passes (check your condition first)."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()

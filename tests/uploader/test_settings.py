@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from shared.config import ConfigError
-from vqi_uploader.config import UploaderConfig, load_config
 from vqi_uploader.keys import review_keys
+from vqi_uploader.settings import UploaderConfig, parse
 from vqi_uploader.status import task_payload
 
 RECIPE = os.path.join(os.path.dirname(__file__), "..", "..", "components", "uploader",
@@ -23,7 +23,7 @@ def keys() -> list:
 
 
 def test_defaults_are_safe_without_any_configuration():
-    cfg = load_config({})
+    cfg = parse({})
     assert cfg.result_topic == "vqi/results" and cfg.archived_topic == "vqi/archived"
     assert cfg.persistence == "File" and cfg.flush_on_write
     assert not cfg.review_enabled  # no bucket, no review uploads
@@ -33,7 +33,7 @@ def test_recipe_defaults_load_and_cover_every_key():
     with open(RECIPE, encoding="utf-8") as fh:
         recipe = yaml.safe_load(fh)
     defaults = recipe["ComponentConfiguration"]["DefaultConfiguration"]
-    load_config(defaults)
+    parse(defaults)
     assert set(keys()) <= set(defaults)
 
 
@@ -60,11 +60,11 @@ def test_readme_documents_every_key():
 ])
 def test_bad_values_are_rejected_by_name(raw, bad):
     with pytest.raises(ConfigError, match=bad):
-        load_config(raw)
+        parse(raw)
 
 
 def test_console_strings_are_accepted_for_numbers_and_booleans():
-    cfg = load_config({"OkSampleRate": "0.5", "KinesisExportEnabled": "false",
+    cfg = parse({"OkSampleRate": "0.5", "KinesisExportEnabled": "false",
                        "S3Bucket": "my-review.bucket"})
     assert cfg.ok_sample_rate == 0.5 and not cfg.kinesis_enabled and cfg.review_enabled
 
@@ -72,12 +72,12 @@ def test_console_strings_are_accepted_for_numbers_and_booleans():
 def test_recipe_defaults_are_the_code_defaults():
     with open(RECIPE, encoding="utf-8") as fh:
         defaults = yaml.safe_load(fh)["ComponentConfiguration"]["DefaultConfiguration"]
-    assert load_config(defaults) == load_config({})
+    assert parse(defaults) == parse({})
 
 
 def test_every_accepted_key_prefix_gives_keys_the_sdk_accepts():
     # A prefix the SDK refuses would fail every review result at append time, over and over.
-    cfg = load_config({"S3KeyPrefix": "a!b*c(d)e=f-g_h.i/j", "S3Bucket": "review-bucket"})
+    cfg = parse({"S3KeyPrefix": "a!b*c(d)e=f-g_h.i/j", "S3Bucket": "review-bucket"})
     keys = review_keys(cfg.s3_prefix, "2026-03-07T10:00:00Z", "thing", "DEFECT", "img-1", "x.jpg")
     for key in (keys.image, keys.labels, keys.result):
         task_payload({"url": "file:///staging/x", "bucket": cfg.s3_bucket, "key": key})

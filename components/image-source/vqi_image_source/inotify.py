@@ -65,8 +65,6 @@ def _libc() -> ctypes.CDLL:
     lib.inotify_init1.restype = ctypes.c_int
     lib.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
     lib.inotify_add_watch.restype = ctypes.c_int
-    lib.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
-    lib.inotify_rm_watch.restype = ctypes.c_int
     return lib
 
 
@@ -109,10 +107,6 @@ class Inotify:
             raise InotifyError(err, f"inotify_add_watch({path!r}) failed: {os.strerror(err)}")
         self.paths[wd] = path
         return wd
-
-    def rm_watch(self, wd: int) -> None:
-        self.paths.pop(wd, None)
-        self._lib.inotify_rm_watch(self._fd, wd)  # EINVAL when already gone: nothing to do
 
     def forget(self, wd: int) -> None:
         """Drop the path of a descriptor the kernel removed (IN_IGNORED)."""

@@ -108,7 +108,7 @@ class UploaderConfig:
         return bool(self.s3_bucket)
 
 
-def load_config(raw: dict) -> UploaderConfig:
+def parse(raw: dict) -> UploaderConfig:
     """Typed configuration; raises shared.config.ConfigError naming every bad key."""
     from shared.config import ConfigError
 
