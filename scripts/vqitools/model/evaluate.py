@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-_INFERENCE = Path(__file__).resolve().parents[3] / "components" / "inference"
-if str(_INFERENCE) not in sys.path:
-    sys.path.insert(0, str(_INFERENCE))
+_REPO = Path(__file__).resolve().parents[3]
+for _path in (_REPO, _REPO / "components" / "inference"):  # the device package and its shared/
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 from vqi_inference import model as M  # noqa: E402
 from vqi_inference.pipeline import Job, Limits, Runner  # noqa: E402
