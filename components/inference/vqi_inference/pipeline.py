@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from . import decode, letterbox, postprocess, preprocess
+from . import decode, letterbox, postprocess, preprocess, region
 from .model import LoadedModel
 from .postprocess import Detections, Thresholds
 
@@ -47,6 +47,7 @@ class Limits:
     max_pixels: int = 50_000_000
     keep_image: bool = False  # keep the decoded original for annotation
     reduced_jpeg: bool = False  # decode large JPEGs at 1/2..1/8 scale (faster, not bit-exact)
+    region: Optional[region.Region] = None  # InspectionRegion; None = the whole frame
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ class _Prepared:
     ready_at: float = 0.0
     raw: Optional[np.ndarray] = None
     orig_hw: Optional[Tuple[int, int]] = None  # when the image was decoded at reduced scale
+    crop: Optional[region.Pixels] = None  # the inspection region, in decoded pixels
+    frame_hw: Optional[Tuple[int, int]] = None  # the decoded frame, when cropped
 
 
 def _ms(start: float, end: float) -> float:
@@ -135,12 +138,18 @@ class Runner:
             image = decode.decode(data, limits.max_pixels)
         del data
         t2 = time.perf_counter()
-        box = self.tensor(image, buffer)
+        crop: Optional[region.Pixels] = None
+        if limits.region is not None:
+            crop = region.pixels(limits.region, image.shape[:2])
+            box = self.tensor(image[crop[1]:crop[3], crop[0]:crop[2]], buffer)
+        else:
+            box = self.tensor(image, buffer)
         t3 = time.perf_counter()
         timings = {"queue": _ms(job.received, t0), "read": _ms(t0, t1), "decode": _ms(t1, t2),
                    "preprocess": _ms(t2, t3)}
         return _Prepared(job, limits, buffer, box, image if limits.keep_image else None, timings,
-                         ready_at=t3, orig_hw=orig_hw)
+                         ready_at=t3, orig_hw=orig_hw, crop=crop,
+                         frame_hw=image.shape[:2] if crop else None)
 
     def infer(self, item: _Prepared) -> None:
         tensor = item.buffer if self.dtype == np.float32 else item.buffer.astype(self.dtype)
@@ -155,9 +164,13 @@ class Runner:
     def finish(self, item: _Prepared) -> Outcome:
         t0 = time.perf_counter()
         found = postprocess.detect(item.raw, item.limits.thresholds, item.box)
-        orig_hw = item.box.orig_hw
+        hw = item.box.orig_hw
+        if item.crop is not None and item.frame_hw is not None:
+            found.boxes = region.to_frame(found.boxes, item.crop)
+            hw = item.frame_hw
+        orig_hw = hw
         if item.orig_hw is not None:
-            found.boxes = postprocess.rescale(found.boxes, item.box.orig_hw, item.orig_hw)
+            found.boxes = postprocess.rescale(found.boxes, hw, item.orig_hw)
             orig_hw = item.orig_hw
         t1 = time.perf_counter()
         item.timings["postprocess"] = _ms(t0, t1)

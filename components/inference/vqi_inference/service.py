@@ -16,7 +16,7 @@ from shared.component import Idle
 from shared.messages import VERDICT_DEFECT, ImageEvent, InspectionResult, MessageError
 from shared.metrics import Window
 
-from . import COMPONENT_NAME, annotate, metrics, results, settings
+from . import COMPONENT_NAME, annotate, metrics, region, results, settings
 from .decode import TRANSIENT_CODES
 from .model import LoadedModel
 from .pipeline import Job, Limits, Outcome, Pipeline
@@ -78,7 +78,8 @@ class Service(Idle):
         eff = self.effective
         return Limits(eff.thresholds, eff.config.max_image_bytes, eff.config.max_image_pixels,
                       keep_image=bool(eff.config.annotated_dir),
-                      reduced_jpeg=eff.config.jpeg_reduced_decode)
+                      reduced_jpeg=eff.config.jpeg_reduced_decode,
+                      region=region.parse(eff.config.inspection_region))
 
     def on_message(self, payload: Any, topic: str) -> None:
         """Handle one image event (called on the IPC client's threads)."""

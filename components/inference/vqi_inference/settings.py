@@ -13,6 +13,7 @@ import numpy as np
 
 from shared.config import ConfigError, load, setting
 
+from . import region
 from .cpus import usable_cpus
 from .model import ModelSpec, SessionSettings
 from .postprocess import Thresholds
@@ -24,6 +25,14 @@ _PROVIDERS_HINT = "a list of onnxruntime execution provider names"
 
 def _unit_or_unset(v: float) -> bool:
     return v == -1 or 0.0 <= v <= 1.0
+
+
+def _region(value: list) -> bool:
+    try:
+        region.parse(value)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,9 @@ class InferenceConfig:
     max_image_bytes: int = setting("MaxImageBytes", 64 * 1024 * 1024, lambda v: v > 0, "> 0")
     max_image_pixels: int = setting("MaxImagePixels", 50_000_000, lambda v: v > 0, "> 0")
     jpeg_reduced_decode: bool = setting("JpegReducedDecode", False)
+    inspection_region: list = setting("InspectionRegion", [], _region,
+                                      "must be [] (whole frame) or [x, y, width, height] as "
+                                      "fractions of the frame that fit in it")
     # --- runtime (restart) --------------------------------------------------------------------
     intra_op_threads: int = setting("IntraOpThreads", 0, lambda v: v >= 0, ">= 0, 0 = auto")
     inference_threads: int = setting("InferenceThreads", 0, lambda v: 0 <= v <= 16,
@@ -76,7 +88,8 @@ LIVE_FIELDS = frozenset({
     "result_topic", "metrics_topic", "metrics_interval_s", "iot_core_topic",
     "iot_core_metrics_topic", "iot_core_policy", "iot_core_qos", "confidence", "iou",
     "max_detections", "class_confidence", "agnostic_nms", "defect_rules", "annotated_dir",
-    "max_image_bytes", "max_image_pixels", "jpeg_reduced_decode", "recent_ids",
+    "max_image_bytes", "max_image_pixels", "jpeg_reduced_decode", "inspection_region",
+    "recent_ids",
 })
 
 

@@ -21,13 +21,46 @@ def _generate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _import_groundtruth(a: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from vqitools.model import groundtruth as gt
+
+    labels = Path(a.labels)
+    if not labels.is_file():
+        raise FileNotFoundError(f"labels not found: {labels}")
+    classes = [c.strip() for c in a.classes.split(",") if c.strip()]
+    if labels.suffix.lower() == ".csv":
+        records = gt.read_labels_csv(labels)
+    else:
+        records, class_map = gt.read_manifest(labels, a.attribute)
+        for cid, name in class_map.items():
+            if cid >= len(classes) or classes[cid] != name:
+                raise gt.LabelError(f"{labels.name}: class {cid} is {name!r} in the manifest's "
+                                    f"class-map, but --classes gives {classes}")
+    defect_free = []
+    if a.defect_free:
+        folder = Path(a.defect_free)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"--defect-free folder not found: {folder}")
+        defect_free = sorted(p for p in folder.rglob("*") if p.suffix.lower()
+                             in gt.IMAGE_SUFFIXES)
+    rule = gt.SplitRule(test_from=datetime.fromisoformat(a.test_from) if a.test_from else None,
+                        test_fraction=a.test_fraction, val_fraction=a.val_fraction, seed=a.seed)
+    summary = gt.import_dataset(records, Path(a.images), Path(a.out), classes, rule, defect_free)
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {Path(a.out).resolve() / 'data.yaml'}")
+    return 0
+
+
 def _train(a: argparse.Namespace) -> int:
     from vqitools.model.train import train
 
     r = train(Path(a.data), Path(a.model), epochs=a.epochs, imgsz=a.imgsz, batch=a.batch,
               workers=a.workers, project=Path(a.project), name=a.name, seed=a.seed,
               hours=a.hours, patience=a.patience, mosaic=a.mosaic, close_mosaic=a.close_mosaic,
-              device=a.device)
+              device=a.device, init_onnx=Path(a.init_onnx) if a.init_onnx else None,
+              fixed_camera=a.fixed_camera)
     print(r.to_json())
     return 0
 
@@ -55,15 +88,16 @@ def _quantize(a: argparse.Namespace) -> int:
 def _evaluate(a: argparse.Namespace) -> int:
     from vqitools.model.evaluate import evaluate_dir
 
+    area = [float(v) for v in a.region.split(",")] if a.region else None
     res = evaluate_dir(Path(a.model_dir), Path(a.data), split=a.split, conf=a.conf, iou=a.iou,
-                       limit=a.limit, reduced_jpeg=a.reduced_jpeg)
+                       limit=a.limit, reduced_jpeg=a.reduced_jpeg, region=area)
     res["command"] = "scripts/model " + " ".join(sys.argv[1:])
     print(json.dumps(res, indent=2))
     if a.update_metrics:
         from vqitools.model.package import record_metrics
 
         record_metrics(Path(a.model_dir), a.update_metrics, res)
-    if a.min_map50 is not None and res["mAP50"] < a.min_map50:
+    if a.min_map50 is not None and (res["mAP50"] is None or res["mAP50"] < a.min_map50):
         print(f"mAP50 {res['mAP50']:.4f} is below the required {a.min_map50}", file=sys.stderr)
         return 4
     return 0
@@ -94,6 +128,24 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--jobs", type=int, default=1, help="worker processes (output identical)")
     g.set_defaults(fn=_generate)
 
+    i = sub.add_parser("import-groundtruth",
+                       help="SageMaker Ground Truth boxes (labels.csv or output manifest) -> "
+                       "YOLO dataset with a leak-free split by camera frame")
+    i.add_argument("--labels", required=True, help="labels.csv, or an output manifest (JSON lines)")
+    i.add_argument("--images", required=True, help="folder holding the labelled images")
+    i.add_argument("--out", required=True)
+    i.add_argument("--classes", default="scratch", help="class names by id, comma separated")
+    i.add_argument("--attribute", default=None, help="manifest label attribute (default: found)")
+    i.add_argument("--defect-free", default=None,
+                   help="folder of images known to be defect-free (the clean split)")
+    i.add_argument("--test-from", default=None, metavar="YYYY-MM-DDTHH:MM:SS",
+                   help="frames at or after this time are the test split")
+    i.add_argument("--test-fraction", type=float, default=0.2,
+                   help="without --test-from: the newest fraction of frames is test")
+    i.add_argument("--val-fraction", type=float, default=0.15)
+    i.add_argument("--seed", default="vqi", help="hash seed of the val choice")
+    i.set_defaults(fn=_import_groundtruth)
+
     t = sub.add_parser("train", help="train a YOLO detector offline from a model YAML")
     t.add_argument("--data", required=True, help="YOLO dataset YAML")
     t.add_argument("--model", default=str(Path(__file__).with_name("vqi-scratch-yolo.yaml")))
@@ -109,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--mosaic", type=float, default=1.0)
     t.add_argument("--close-mosaic", type=int, default=5)
     t.add_argument("--device", default="cpu", help="'cpu' or a CUDA index such as 0")
+    t.add_argument("--init-onnx", default=None, metavar="MODEL.ONNX",
+                   help="fine-tune: start from this exported model's weights (same --model YAML)")
+    t.add_argument("--fixed-camera", action="store_true",
+                   help="augmentations for a fixed industrial camera (see train.FIXED_CAMERA)")
     t.set_defaults(fn=_train)
 
     e = sub.add_parser("export", help="export weights to ONNX + model.json, check parity")
@@ -145,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--limit", type=int, default=None)
     v.add_argument("--reduced-jpeg", action="store_true",
                    help="decode large JPEGs at reduced scale, as JpegReducedDecode does")
+    v.add_argument("--region", default=None, metavar="X,Y,W,H",
+                   help="InspectionRegion as the device applies it (fractions of the frame)")
     v.add_argument("--min-map50", type=float, default=None, help="exit 4 if below")
     v.add_argument("--update-metrics", default=None, metavar="KEY",
                    help="store the result under model.json metrics.KEY (re-hashes nothing)")

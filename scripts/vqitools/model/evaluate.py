@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 _REPO = Path(__file__).resolve().parents[3]
 for _path in (_REPO, _REPO / "components" / "inference"):  # the device package and its shared/
@@ -22,6 +23,7 @@ for _path in (_REPO, _REPO / "components" / "inference"):  # the device package 
         sys.path.insert(0, str(_path))
 
 from vqi_inference import model as M  # noqa: E402
+from vqi_inference import region as inspection_region  # noqa: E402
 from vqi_inference.pipeline import Job, Limits, Runner  # noqa: E402
 from vqi_inference.postprocess import Thresholds  # noqa: E402
 
@@ -198,24 +200,26 @@ def open_model(model_dir: Path, threads: int = 2) -> M.LoadedModel:
 
 
 def evaluation_limits(spec: M.ModelSpec, conf: float = EVAL_CONF, iou: float = EVAL_IOU,
-                      max_det: int = EVAL_MAX_DET, reduced_jpeg: bool = False) -> Limits:
+                      max_det: int = EVAL_MAX_DET, reduced_jpeg: bool = False,
+                      region: tuple | None = None) -> Limits:
     """The device's per-image limits with evaluation thresholds (one for every class)."""
     per_class = np.full(spec.num_classes, conf, np.float32)
     return Limits(Thresholds(per_class, iou=iou, max_detections=max_det),
-                  max_bytes=1 << 30, max_pixels=1 << 30, reduced_jpeg=reduced_jpeg)
+                  max_bytes=1 << 30, max_pixels=1 << 30, reduced_jpeg=reduced_jpeg,
+                  region=region)
 
 
 def evaluate_model(loaded: M.LoadedModel, images: list[Path], conf: float = EVAL_CONF,
                    iou: float = EVAL_IOU, report_conf: float | None = None,
-                   reduced_jpeg: bool = False) -> dict:
+                   reduced_jpeg: bool = False, region: tuple | None = None) -> dict:
     """Run the device path over labelled images; mAP plus operating-point and speed figures."""
     runner = Runner(loaded)
-    limits = evaluation_limits(loaded.spec, conf, iou, reduced_jpeg=reduced_jpeg)
+    limits = evaluation_limits(loaded.spec, conf, iou, reduced_jpeg=reduced_jpeg, region=region)
     buffer = runner.new_buffer()
     acc = Accumulator.new()
     report_conf = loaded.spec.confidence if report_conf is None else report_conf
     tp_at = fp_at = n_gt = 0
-    img_ok = 0
+    img_ok = flagged = clean = clean_flagged = 0
     infer_ms = 0.0
     for p in images:
         outcome = runner.run_one(Job(p.name, str(p)), limits, buffer)
@@ -233,20 +237,29 @@ def evaluate_model(loaded: M.LoadedModel, images: list[Path], conf: float = EVAL
         fp_at += int((~m).sum())
         n_gt += len(gb)
         img_ok += int(bool(keep.any()) == bool(len(gb)))
+        flagged += int(bool(keep.any()))
+        clean += int(not len(gb))
+        clean_flagged += int(not len(gb) and bool(keep.any()))
     res = acc.summary("coco101")
     res_all = acc.summary("all")
+    def figure(value: float) -> float | None:  # no labelled box in the split: no AP (JSON null)
+        return None if np.isnan(value) else round(value, 4)
+
     return {
-        "mAP50": round(res["mAP50"], 4), "mAP50-95": round(res["mAP50-95"], 4),
-        "mAP50_allpoint": round(res_all["mAP50"], 4),
-        "mAP50-95_allpoint": round(res_all["mAP50-95"], 4),
+        "mAP50": figure(res["mAP50"]), "mAP50-95": figure(res["mAP50-95"]),
+        "mAP50_allpoint": figure(res_all["mAP50"]),
+        "mAP50-95_allpoint": figure(res_all["mAP50-95"]),
         "ap_method": "coco101", "images": len(images), "instances": n_gt,
         "operating_point": {
             "confidence": report_conf,
             "precision": round(tp_at / max(tp_at + fp_at, 1), 4),
             "recall": round(tp_at / max(n_gt, 1), 4),
-            "image_accuracy": round(img_ok / max(len(images), 1), 4)},
+            "image_accuracy": round(img_ok / max(len(images), 1), 4),
+            "images_flagged": flagged, "defect_free_images": clean,
+            "defect_free_flagged": clean_flagged},
         "eval_conf": conf, "eval_nms_iou": iou, "eval_max_det": EVAL_MAX_DET,
-        "path": "vqi_inference Runner.run_one" + (" (JpegReducedDecode)" if reduced_jpeg else ""),
+        "path": "vqi_inference Runner.run_one" + (" (JpegReducedDecode)" if reduced_jpeg else "")
+        + (f" (InspectionRegion {list(region)})" if region else ""),
         "ms_per_image": round(infer_ms / max(len(images), 1), 2),
     }
 
@@ -259,15 +272,20 @@ def with_onnx(loaded: M.LoadedModel, onnx_path: Path, threads: int = 2) -> M.Loa
 
 def evaluate_dir(model_dir: Path, data_yaml: Path, split: str = "test", conf: float = EVAL_CONF,
                  iou: float = EVAL_IOU, limit: int | None = None,
-                 reduced_jpeg: bool = False) -> dict:
-    """Evaluate an exported model folder (model.onnx + model.json) on a dataset split."""
+                 reduced_jpeg: bool = False, region: list[float] | None = None) -> dict:
+    """Evaluate an exported model folder (model.onnx + model.json) on a dataset split;
+    `region` is an InspectionRegion ([x, y, w, h] fractions), applied as the device does."""
     loaded = open_model(model_dir)
     images = split_images(data_yaml, split)
     if limit:
         images = images[:limit]
     if not images:
         raise ValueError(f"no images in split '{split}' of {data_yaml}")
-    res = evaluate_model(loaded, images, conf, iou, reduced_jpeg=reduced_jpeg)
+    res = evaluate_model(loaded, images, conf, iou, reduced_jpeg=reduced_jpeg,
+                         region=inspection_region.parse(region or []))
     res.update({"split": split, "data": str(Path(data_yaml).resolve()),
                 "model_sha256": loaded.spec.sha256, "runtime": "onnxruntime CPU"})
+    rule = (yaml.safe_load(Path(data_yaml).read_text()) or {}).get("vqi_split")
+    if isinstance(rule, dict) and rule.get("rule"):
+        res["split_rule"] = rule["rule"]
     return res
