@@ -142,8 +142,9 @@ def _train_info(weights: Path, ckpt: dict) -> tuple[dict, dict]:
     ds_json = Path(dataset).parent / "dataset.json" if dataset else None
     if ds_json and ds_json.exists():
         d = json.loads(ds_json.read_text())
-        dataset = (f"{d['generator']} seed={d['seed']} counts={d['counts']} "
-                   f"boxes={d['boxes']}")
+        counts = d.get("counts", d.get("images"))  # synth.py / groundtruth.py
+        dataset = (f"{d['generator']} seed={d['seed']} counts={counts} boxes={d['boxes']}"
+                   + (f"; split {d['rule']}" if d.get("rule") else ""))
     source = {"framework": f"ultralytics {ultralytics.__version__}",
               "model_yaml": Path(str(targs.get("model", ""))).name,
               "train_command": cmd, "dataset": dataset,

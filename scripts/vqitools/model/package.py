@@ -123,6 +123,9 @@ def record_metrics(model_dir: Path, key: str, result: dict) -> None:
     info = ds.parent / "dataset.json"
     if info.exists():
         d = json.loads(info.read_text())
-        meta["metrics"][key]["dataset"] = f"{d['generator']} seed={d['seed']} counts={d['counts']}"
+        counts = d.get("counts", d.get("images"))  # synth.py / groundtruth.py
+        meta["metrics"][key]["dataset"] = f"{d['generator']} seed={d['seed']} counts={counts}"
+        if d.get("rule"):
+            meta["metrics"][key]["split_rule"] = d["rule"]
     path.write_text(json.dumps(meta, indent=2) + "\n")
     refresh_docs(Path(model_dir), meta)

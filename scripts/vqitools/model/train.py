@@ -102,23 +102,28 @@ def load_onnx_weights(det_model: object, onnx_path: Path, imgsz: int) -> float:
     graph = onnx.load(str(onnx_path)).graph
     weights = {i.name: np.array(numpy_helper.to_array(i)) for i in graph.initializer}
     used = set()
+
+    def put(target: "torch.Tensor", name: str) -> None:
+        if tuple(target.shape) != weights[name].shape:
+            raise ValueError(f"{onnx_path}: {name} is {weights[name].shape} there and "
+                             f"{tuple(target.shape)} in the model YAML; not the same architecture")
+        target.copy_(torch.from_numpy(weights[name]))
+        used.add(name)
+
     with torch.no_grad():
         for name, module in det_model.named_modules():  # type: ignore[attr-defined]
             if isinstance(module, Conv) and f"{name}.conv.weight" in weights:
-                module.conv.weight.copy_(torch.from_numpy(weights[f"{name}.conv.weight"]))
+                put(module.conv.weight, f"{name}.conv.weight")
                 bn = module.bn  # identity in eval: weight/sqrt(var+eps) = 1, mean 0
                 bn.running_mean.zero_()
                 bn.running_var.fill_(1.0)
                 bn.weight.fill_(math.sqrt(1.0 + bn.eps))
-                bn.bias.copy_(torch.from_numpy(weights[f"{name}.conv.bias"]))
-                used |= {f"{name}.conv.weight", f"{name}.conv.bias"}
+                put(bn.bias, f"{name}.conv.bias")
             elif isinstance(module, torch.nn.Conv2d) and f"{name}.weight" in weights \
                     and f"{name}.weight" not in used:
-                module.weight.copy_(torch.from_numpy(weights[f"{name}.weight"]))
-                used.add(f"{name}.weight")
+                put(module.weight, f"{name}.weight")
                 if module.bias is not None and f"{name}.bias" in weights:
-                    module.bias.copy_(torch.from_numpy(weights[f"{name}.bias"]))
-                    used.add(f"{name}.bias")
+                    put(module.bias, f"{name}.bias")
     expected = {n for n in weights if n.endswith((".weight", ".bias")) and n.startswith("model.")}
     if expected - used:
         raise ValueError(f"{onnx_path}: {len(expected - used)} weights have no place in the model "
