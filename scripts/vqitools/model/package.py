@@ -51,6 +51,12 @@ def summary_markdown(meta: dict) -> str:
     for key, m in sorted(meta.get("metrics", {}).items()):
         if isinstance(m, dict) and "mAP50" in m:
             extra = f", {m['images']} images" if "images" in m else ""
+            op = m.get("operating_point") or {}
+            if m["mAP50"] is None:  # a split with no labelled box: false alarms are the figure
+                lines.append(f"| metrics: {key} | {op.get('defect_free_flagged')} of "
+                             f"{op.get('defect_free_images')} defect-free images flagged at "
+                             f"confidence {op.get('confidence')} |")
+                continue
             lines.append(f"| metrics: {key} | mAP50 {m['mAP50']}, mAP50-95 {m.get('mAP50-95')}"
                          f"{extra} |")
     par = meta["export"].get("parity")
