@@ -175,6 +175,50 @@ class ConsumerReady:
         return cls(**values)
 
 
+ALERT_RAISED = "RAISED"
+ALERT_CLEARED = "CLEARED"
+ALERT_WARNING = "WARNING"  # a one-off event that did not stop anything (e.g. AcceptancePolicy WARN)
+ALERT_STATES = (ALERT_RAISED, ALERT_CLEARED, ALERT_WARNING)
+
+
+@dataclass
+class Alert:
+    """Published on the alerts topic (and to IoT Core): something a person should look at.
+
+    `kind` names the check (`acceptance` for the golden-sample gate); `state` RAISED/CLEARED
+    for conditions that hold for a while, WARNING for a one-off event; `details` is the check's
+    own evidence (for `acceptance`: samples, failed, failures, elapsed_ms, policy).
+    """
+
+    kind: str
+    state: str
+    component: str
+    message: str
+    model: Optional[ModelInfo] = None
+    details: Dict[str, Any] = field(default_factory=dict)
+    thing_name: str = ""
+    time: str = field(default_factory=utc_now)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.state not in ALERT_STATES:
+            raise MessageError(f"alert state must be one of {ALERT_STATES}, got {self.state!r}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "Alert":
+        if not isinstance(data, dict):
+            raise MessageError("alert must be a JSON object")
+        for key in ("kind", "state", "component", "message"):
+            _require(data, key, str)
+        values = _known(cls, data)
+        model = data.get("model")
+        values["model"] = ModelInfo(**_known(ModelInfo, model)) if isinstance(model, dict) else None
+        return cls(**values)
+
+
 def to_json(message: Any) -> str:
     """Compact JSON for a message dataclass."""
     return json.dumps(message.to_dict(), separators=(",", ":"), ensure_ascii=False)

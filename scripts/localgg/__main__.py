@@ -3,6 +3,8 @@
     python -m localgg run --root .local-gg      deploy the built components and run them
     python -m localgg nucleus --root DIR        only the runtime; writes DIR/env/<name>.env
     python -m localgg status --root DIR         print the component states of a running runtime
+    python -m localgg deploy --root DIR DOC.json [--components-dir D]
+                                                a deployment into a running `run`; waits for it
 
 run and nucleus last until SIGINT/SIGTERM, then stop every component and server and exit 0.
 """
@@ -17,6 +19,7 @@ import threading
 from pathlib import Path
 
 from localgg.deploy import DeployError
+from localgg.deployments import QueueWatcher
 from localgg.recipes import RecipeError
 from localgg.runtime import (
     ExtraEnvError,
@@ -70,7 +73,59 @@ def _parser() -> argparse.ArgumentParser:
                             "at once, as the nucleus)")
     status = sub.add_parser("status", help="print DIR/status.json as a table")
     status.add_argument("--root", type=Path, default=Path(".local-gg"))
+    deploy = sub.add_parser("deploy", help="deploy into the runtime running on --root (versions "
+                            "and configuration; rolled back on failure if the document says so)")
+    deploy.add_argument("document", type=Path,
+                        help="CreateDeployment-shaped JSON (scripts/make-deployment's output)")
+    deploy.add_argument("--root", type=Path, default=Path(".local-gg"))
+    deploy.add_argument("--components-dir", type=Path,
+                        help="where versions that are not running are built "
+                             "(<component>/greengrass-build/)")
+    deploy.add_argument("--timeout", type=float, default=1800.0,
+                        help="seconds to wait for the outcome (default 1800)")
     return parser
+
+
+def deploy_command(args: argparse.Namespace) -> int:
+    """Queue a deployment for a running runtime and follow it: 0 SUCCEEDED, 1 otherwise."""
+    from localgg.deployments import submit, wait_for_record
+
+    try:
+        document = json.loads(args.document.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"localgg: error: {args.document}: {exc}", file=sys.stderr)
+        return 2
+    if not runtime_running(args.root):
+        print(f"localgg: error: no runtime is running on {args.root} (start `python -m localgg "
+              "run` there first)", file=sys.stderr)
+        return 2
+    deployment_id = submit(args.root, document, args.components_dir)
+    print(f"localgg: deployment {deployment_id} queued", file=sys.stderr, flush=True)
+    record = wait_for_record(args.root, deployment_id, args.timeout,
+                             echo=lambda line: print(line, flush=True))
+    if record is None:
+        print(f"localgg: error: no outcome after {args.timeout:g}s; see "
+              f"{args.root / 'deployments' / (deployment_id + '.json')}", file=sys.stderr)
+        return 1
+    print(f"{record['status']} {record['detailedStatus']}", flush=True)
+    return 0 if record["status"] == "SUCCEEDED" else 1
+
+
+def runtime_running(root: Path) -> bool:
+    """Whether a runtime holds ROOT/localgg.lock."""
+    import fcntl
+
+    try:
+        handle = (root / "localgg.lock").open("a")
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
 
 
 def print_status(root: Path) -> int:
@@ -92,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.mode == "status":
         return print_status(args.root)
+    if args.mode == "deploy":
+        return deploy_command(args)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -129,10 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"localgg: {args.mode} mode, root {root}; status in {root / 'status.json'}, logs in "
           f"{root / 'logs'}" + (f", env files in {root / 'env'}" if args.mode == "nucleus" else "")
           + "; Ctrl-C to stop", file=sys.stderr, flush=True)
+    queue = QueueWatcher(runtime) if args.mode == "run" else None
     try:
-        while not stop.wait(1.0):
+        while not stop.wait(0.5):
             runtime.write_status()
             runtime.save_configuration()
+            if queue is not None:
+                queue.poll()
     finally:
         print("localgg: stopping", file=sys.stderr, flush=True)
         runtime.stop()

@@ -65,6 +65,27 @@ class ConfigStore:
             self._trees[name] = copy.deepcopy(dict(configuration or {}))
             self._stamps[name] = {}
 
+    def replace(self, name: str, configuration: Mapping[str, Any]) -> list[list[str]]:
+        """A deployment's new configuration for a registered component: the tree is replaced,
+        and subscribers hear each leaf that changed, appeared or went away (the nucleus's
+        updateMap with a reset fires `changed` and `removed` events alike)."""
+        if not isinstance(configuration, Mapping):
+            raise ConfigError(f"configuration of {name} must be an object")
+        new = copy.deepcopy(dict(configuration))
+        with self._lock:
+            old = self._tree(name)
+            changed = sorted(_leaf_differences(old, new, ()))
+            self._trees[name] = new
+            now = time.time()
+            self._stamps[name] = {path: now for path in _leaves(new, ())}
+            subs = [s for s in self._subs.values() if s.component == name]
+        for leaf in changed:
+            for sub in subs:
+                n = min(len(sub.key_path), len(leaf))
+                if sub.key_path[:n] == leaf[:n]:
+                    sub.callback(name, list(leaf))
+        return [list(p) for p in changed]
+
     def has_component(self, name: str) -> bool:
         with self._lock:
             return name in self._trees
@@ -179,3 +200,29 @@ class ConfigStore:
             return
         container[key] = copy.deepcopy(value)
         changed.append(path)
+
+
+def _leaves(tree: Mapping[str, Any], path: KeyPath) -> set[KeyPath]:
+    out: set[KeyPath] = set()
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out |= _leaves(value, path + (key,))
+        else:
+            out.add(path + (key,))
+    return out
+
+
+def _leaf_differences(old: Mapping[str, Any], new: Mapping[str, Any],
+                      path: KeyPath) -> set[KeyPath]:
+    """Key paths of leaves that differ between two trees (changed, added or removed)."""
+    out: set[KeyPath] = set()
+    for key in set(old) | set(new):
+        here = path + (key,)
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out |= _leaf_differences(a, b, here)
+        elif key not in old or key not in new or a != b:
+            out |= _leaves({key: a}, path) if isinstance(a, Mapping) else {here}
+            if isinstance(b, Mapping):
+                out |= _leaves({key: b}, path)
+    return out

@@ -433,6 +433,14 @@ class IpcServer:
             self._tokens[svcuid] = name
         return svcuid
 
+    def set_component(self, name: str, configuration: dict, access_control: dict | None) -> None:
+        """A deployment changed a registered component: new configuration (its subscribers are
+        told what changed) and new authorization; its SVCUID stays, as the service does."""
+        authorizer = Authorizer(access_control)
+        with self._lock:
+            self._components[name].authorizer = authorizer
+        self._config.replace(name, configuration)
+
     def ipc_env(self, name: str) -> dict[str, str]:
         """Environment variables a process needs to act as ``name`` over IPC."""
         with self._lock:

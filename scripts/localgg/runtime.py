@@ -308,6 +308,12 @@ class LocalRuntime:
         self.run_as: RunAs | None = None  # the components' user, once started
         self._held: dict[str, Any] = {}  # configuration of components not deployed this time
         self._configurations: dict[str, dict[str, Any]] = {}
+        self.paths: dict[str, ComponentPaths] = {}
+        self.specs: dict[str, ComponentSpec] = {}
+        # Every (name, version) deployed since start, artifacts under packages/ (the component
+        # store): a rollback or a later deployment returns to one without its build folder.
+        self.store: dict[tuple[str, str], ComponentRecipe] = {}
+        self.deploy_lock = threading.Lock()  # one deployment at a time, as DeploymentService
 
     # -- setup --
     def _load(self) -> list[ComponentRecipe]:
@@ -386,28 +392,12 @@ class LocalRuntime:
         self._save_configuration(configurations)
         specs = []
         for recipe in self.recipes:
-            ctx = self._context(recipe, paths, configurations)
             config = configurations[recipe.name]
             self.ipc.add_component(recipe.name, config, config.get("accessControl"))
-            ipc_env = self.ipc.ipc_env(recipe.name)
-            runtime_env = {
-                **self.options.extra_env,  # under the runtime's own variables and the recipe's
-                **ipc_env,
-                "AWS_CONTAINER_AUTHORIZATION_TOKEN": ipc_env[SVCUID_ENV],  # ShellRunner TES header
-                "AWS_IOT_THING_NAME": self.options.thing_name,
-                "GREENGRASS_COMPONENT_VERSION": recipe.version,
-                "AWS_REGION": self.options.region,
-                "AWS_DEFAULT_REGION": self.options.region,
-                "GG_ROOT_CA_PATH": str(self.root / "rootCA.pem"),
-            }
-            spec, env = build_spec(recipe, ctx, paths[recipe.name], runtime_env)
-            spec.run_as = run_as
-            if run_as is not None:
-                env = {**env, **run_as.env()}
-            self.component_env[recipe.name] = env
-            write_env_file(self.root / "env" / f"{recipe.name}.env", env)
-            spec.env[ROOT_MARKER] = str(self.root)
-            specs.append(spec)
+            specs.append(self._spec(recipe, paths, configurations))
+        self.paths = paths
+        self.specs = {spec.name: spec for spec in specs}
+        self.store = {(r.name, r.version): r for r in self.recipes}
         names = [r.name for r in self.recipes]
         self.log_event(f"started in {self.mode} mode: ipc {socket_path}, stream manager "
                        f"port {self.stream_manager.port}, components {names}, running as "
@@ -422,6 +412,39 @@ class LocalRuntime:
             self.supervisor.start()
         else:
             self.write_status()
+
+    def _spec(self, recipe: ComponentRecipe, paths: dict[str, ComponentPaths],
+              configurations: dict[str, dict[str, Any]]) -> ComponentSpec:
+        """The supervisor's spec for a registered component; writes its env file."""
+        ctx = self._context(recipe, paths, configurations)
+        ipc_env = self.ipc.ipc_env(recipe.name)
+        runtime_env = {
+            **self.options.extra_env,  # under the runtime's own variables and the recipe's
+            **ipc_env,
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN": ipc_env[SVCUID_ENV],  # ShellRunner TES header
+            "AWS_IOT_THING_NAME": self.options.thing_name,
+            "GREENGRASS_COMPONENT_VERSION": recipe.version,
+            "AWS_REGION": self.options.region,
+            "AWS_DEFAULT_REGION": self.options.region,
+            "GG_ROOT_CA_PATH": str(self.root / "rootCA.pem"),
+        }
+        spec, env = build_spec(recipe, ctx, paths[recipe.name], runtime_env)
+        spec.run_as = self.run_as
+        if self.run_as is not None:
+            env = {**env, **self.run_as.env()}
+        self.component_env[recipe.name] = env
+        write_env_file(self.root / "env" / f"{recipe.name}.env", env)
+        spec.env[ROOT_MARKER] = str(self.root)
+        return spec
+
+    # -- deployments into a running runtime (deployments.py) --
+    def deploy(self, document: dict[str, Any], components_dir: Path | None = None,
+               deployment_id: str | None = None) -> dict[str, Any]:
+        """Apply a deployment document to the running components; returns its final record
+        (also kept in ROOT/deployments/<id>.json). See localgg.deployments."""
+        from localgg.deployments import run_deployment
+
+        return run_deployment(self, document, components_dir, deployment_id)
 
     # -- deployment --
     def _config_file(self) -> Path:
@@ -455,6 +478,18 @@ class LocalRuntime:
         tmp.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         os.chmod(tmp, 0o600)
         tmp.replace(self._config_file())
+
+    def configurations(self) -> dict[str, dict[str, Any]]:
+        """Every component's configuration as last deployed or saved (builtins included)."""
+        return self._configurations
+
+    def set_configurations(self, configurations: dict[str, dict[str, Any]]) -> None:
+        """A deployment's configuration is what the device holds from now on."""
+        self._save_configuration(configurations)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopped
 
     def save_configuration(self) -> None:
         """Persist what components changed over IPC (the nucleus keeps config.tlog)."""

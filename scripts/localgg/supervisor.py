@@ -262,7 +262,8 @@ class Supervisor:
         # Lifecycle.stateToErroredCount: error times per state the error happened in.
         self._error_times: dict[str, dict[State, list[float]]] = {n: {} for n in self._order}
         self._reported: dict[str, State | None] = {name: None for name in self._order}
-        self._threads: list[threading.Thread] = []
+        self._threads: dict[str, threading.Thread] = {}
+        self._halted: set[str] = set()  # being replaced by a deployment: its driver must end
         self._logs: dict[str, ComponentLog] = {}
         self._stopping = False
         self._final: set[str] = set()
@@ -331,10 +332,38 @@ class Supervisor:
             for note in self._specs[name].notes:
                 self._logs[name].write("WARN", "localgg", note)
         for name in self._order:
-            thread = threading.Thread(target=self._drive, args=(name,), name=f"lgg-{name}",
-                                      daemon=True)
-            self._threads.append(thread)
-            thread.start()
+            self._start_driver(name, installed=False)
+
+    def _start_driver(self, name: str, installed: bool) -> None:
+        thread = threading.Thread(target=self._drive, args=(name, installed), name=f"lgg-{name}",
+                                  daemon=True)
+        self._threads[name] = thread
+        thread.start()
+
+    def replace(self, spec: ComponentSpec, reinstall: bool, join_timeout: float = 60.0) -> None:
+        """A deployment changed this component: stop it (Shutdown, then its process group) and
+        run it again from `spec`, from Install when `reinstall` (a new version or Install step),
+        else from Startup/Run (a changed lifecycle or setEnv), as GenericExternalService's
+        configuration listener requests a reinstall or a restart. Error counts are kept, as
+        the nucleus keeps them on the same service (Lifecycle.stateToErroredCount)."""
+        name = spec.name
+        with self._cond:
+            if self._stopping:
+                return
+            self._halted.add(name)
+            self._cond.notify_all()
+        self._stop_component(name, final=False)
+        thread = self._threads.get(name)
+        if thread is not None:
+            thread.join(join_timeout)
+        with self._cond:
+            self._specs[name] = spec
+            self._halted.discard(name)
+            self._blocked.discard(name)
+            self._reported[name] = None
+        self._set(name, State.NEW if reinstall else State.INSTALLED, pid=None,
+                  message="deployment: " + ("reinstalling" if reinstall else "restarting"))
+        self._start_driver(name, installed=not reinstall)
 
     def report_state(self, name: str, reported: str) -> bool:
         """A component's own UpdateState, as Lifecycle.reportState takes it: STARTING -> RUNNING,
@@ -359,9 +388,9 @@ class Supervisor:
                                + ("accepted" if accepted else "ignored (invalid reported state)"))
         return accepted
 
-    def _stopped(self) -> bool:
+    def _stopped(self, name: str) -> bool:
         with self._cond:
-            return self._stopping
+            return self._stopping or name in self._halted
 
     def _wait_dependencies(self, name: str) -> bool:
         deps = {d: t for d, t in self._specs[name].dependencies.items() if d in self._specs}
@@ -370,7 +399,7 @@ class Supervisor:
             return self._status[dep].state == State.BROKEN or dep in self._blocked
 
         with self._cond:
-            while not self._stopping:
+            while not (self._stopping or name in self._halted):
                 blocked = [d for d, t in deps.items() if t == "HARD" and dead(d)]
                 if blocked:
                     break
@@ -396,7 +425,7 @@ class Supervisor:
             user = {"user": spec.run_as.uid, "group": spec.run_as.gid,
                     "extra_groups": list(spec.run_as.groups)}
         with self._cond:
-            if self._stopping:
+            if self._stopping or name in self._halted:
                 return None
             proc = subprocess.Popen(
                 ["sh", "-c", step.script],
@@ -484,29 +513,30 @@ class Supervisor:
                                else "restarting")
         if delay:
             with self._cond:
-                self._cond.wait_for(lambda: self._stopping, timeout=delay)
+                self._cond.wait_for(lambda: self._stopping or name in self._halted,
+                                    timeout=delay)
         return False
 
     def _restart_note(self, name: str) -> str:
         errors = self.status(name).errors
         return f"restart after {errors} error(s)" if errors else ""
 
-    def _drive(self, name: str) -> None:
+    def _drive(self, name: str, installed: bool) -> None:
         try:
-            self._drive_lifecycle(name)
+            self._drive_lifecycle(name, installed)
         except Exception as exc:  # a runtime bug must not leave a component silently STARTING
             self._logs[name].write("ERROR", "lifecycle", f"runtime error: {exc!r}")
             self._set(name, State.BROKEN, pid=None, message=f"runtime error: {exc!r}")
 
-    def _drive_lifecycle(self, name: str) -> None:
+    def _drive_lifecycle(self, name: str, installed: bool) -> None:
         spec = self._specs[name]
-        installed = False
-        while not self._stopped():
+        waited = False
+        while not self._stopped(name):
             if not installed:
                 if spec.install is not None:
                     ok, reason = self._run_step(name, "Install", spec.install,
                                                 DEFAULT_INSTALL_TIMEOUT)
-                    if self._stopped():
+                    if self._stopped(name):
                         return
                     if not ok:
                         if self._record_error(name, reason):
@@ -514,9 +544,11 @@ class Supervisor:
                         continue
                 installed = True
                 self._set(name, State.INSTALLED, message="")
+            if not waited:
                 # The nucleus installs first, then waits for dependencies (Lifecycle.java).
                 if not self._wait_dependencies(name):
                     return
+                waited = True
             step_name, step = ("Startup", spec.startup) if spec.startup else ("Run", spec.run)
             if step is None:
                 self._set(name, State.FINISHED, message="installed; no Run step")
@@ -558,7 +590,7 @@ class Supervisor:
         while True:
             with self._cond:
                 while True:
-                    if self._stopping:
+                    if self._stopping or name in self._halted:
                         return None
                     reported = self._reported[name]
                     self._reported[name] = None
@@ -610,12 +642,12 @@ class Supervisor:
         for name in reversed(self._order):
             self._stop_component(name)
         deadline = time.monotonic() + join_timeout
-        for thread in self._threads:
+        for thread in list(self._threads.values()):
             thread.join(max(0.0, deadline - time.monotonic()))
         for log in self._logs.values():
             log.close()
 
-    def _stop_component(self, name: str) -> None:
+    def _stop_component(self, name: str, final: bool = True) -> None:
         spec = self._specs[name]
         with self._cond:
             proc = self._procs.get(name)
@@ -634,6 +666,8 @@ class Supervisor:
                 os.killpg(proc.pid, signal.SIGKILL)  # leftovers of a Startup's background group
             except (ProcessLookupError, PermissionError):
                 pass
+        if not final:
+            return
         ran = state in (State.RUNNING, State.STARTING, State.INSTALLED)
         self._set(name, State.FINISHED if ran else state, pid=None,
                   message="stopped" if ran else f"stopped during {state.value}")

@@ -98,9 +98,14 @@ def artifact_uris(recipe: Dict[str, Any]) -> List[Dict[str, Any]]:
     return artifacts
 
 
+# Zips of data, not code: built from their folder alone (no shared/, no requirements.txt).
+DATA_ZIPS = frozenset({"samples.zip"})  # the Model component's acceptance set
+
+
 def vendors_shared(recipe: Dict[str, Any]) -> bool:
     """A component vendors shared/ when one of its artifacts is a zip built from its code."""
-    return any(str(a["URI"]).endswith(".zip") for a in artifact_uris(recipe))
+    return any(str(a["URI"]).endswith(".zip") and str(a["URI"]).rsplit("/", 1)[-1] not in DATA_ZIPS
+               for a in artifact_uris(recipe))
 
 
 def _included(path: Path) -> bool:
@@ -214,7 +219,12 @@ def build_component(
                 raise BuildError(f"artifact URI {uri!r} must be {URI_PREFIX}<file>")
             filename = uri[len(URI_PREFIX):]
             dest = artifact_dir / filename
-            if filename.endswith(".zip"):
+            if filename in DATA_ZIPS:
+                folder = component_dir / filename[:-4]
+                if not folder.is_dir():
+                    raise BuildError(f"missing artifact folder: {folder} (named by {uri})")
+                write_reproducible_zip(list(_walk(folder, "")), dest)
+            elif filename.endswith(".zip"):
                 extra: Dict[str, Path] = {}
                 if bundle_wheels is not None and (component_dir / "requirements.txt").is_file():
                     wheel_dir = staging / "wheels"

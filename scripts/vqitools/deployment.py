@@ -173,3 +173,41 @@ def parse_version_args(values: List[str]) -> Dict[str, str]:
             raise SiteError(f"--version {value!r}: expected NAME=X.Y.Z")
         out[name] = version
     return out
+
+
+# Keys that name folders on the machine: a local deployment keeps what the runtime root holds.
+FOLDER_KEYS = {
+    "com.example.vqi.ImageSource": ("InboxDir", "StateDir"),
+    "com.example.vqi.Inference": ("AnnotatedImageDir",),
+    "com.example.vqi.Uploader": ("StagingDir",),
+}
+
+
+def local_document(site: Dict[str, Any], held: Dict[str, Any],
+                   components_dir: Path = COMPONENTS_DIR) -> Dict[str, Any]:
+    """A deployment for a running local runtime (`./scripts/run-local deploy`): the components at
+    their BUILT versions, the site's configuration (reset, then merge, as make-deployment writes
+    it), and the folders this root already uses (they belong to the machine, not to the site)."""
+    from localgg.recipes import discover
+
+    updates = local_overrides(site, components_dir)
+    for name, keys in FOLDER_KEYS.items():
+        for key in keys:
+            value = (held.get(name) or {}).get(key)
+            if value:
+                updates.setdefault(name, {}).setdefault("merge", {})[key] = value
+    components: Dict[str, Any] = {}
+    for recipe in discover(components_dir):
+        components[recipe.name] = {"componentVersion": recipe.version}
+    for name in BUILTIN_DEFAULTS:
+        if name in updates:
+            components[name] = {"componentVersion": "local"}
+    for name, update in updates.items():
+        if name in components:
+            components[name]["configurationUpdate"] = update
+    return {
+        "deploymentName": str(site.get("deploymentName") or "local"),
+        "components": components,
+        "deploymentPolicies": {
+            "failureHandlingPolicy": str(site.get("failureHandlingPolicy", "ROLLBACK"))},
+    }

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from vqi_inference import settings
-from vqitools.model.evaluate import Job, Limits, Runner, box_iou, open_model
+from vqi_inference.postprocess import box_iou
+from vqitools.model.evaluate import Job, Limits, Runner, open_model
 
 COMPONENT = Path(__file__).resolve().parents[2] / "components" / "model"
 EXPECTED = json.loads((COMPONENT / "samples" / "expected.json").read_text())["images"]

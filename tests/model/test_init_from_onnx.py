@@ -21,7 +21,7 @@ def build(yaml_path: Path):
 
 
 def test_the_rebuilt_network_reproduces_the_shipped_model() -> None:
-    diff = load_onnx_weights(build(DEFAULT_MODEL_YAML), SHIPPED, 320)
+    diff = load_onnx_weights(build(DEFAULT_MODEL_YAML), SHIPPED)
     assert diff < 1e-2  # pixels, on outputs up to 320
 
 
@@ -30,4 +30,4 @@ def test_a_model_of_another_architecture_is_refused(tmp_path: Path) -> None:
     wider.write_text(DEFAULT_MODEL_YAML.read_text().replace("[0.33, 0.1875, 384]",
                                                             "[0.33, 0.25, 384]"))
     with pytest.raises(ValueError, match="not the same architecture"):
-        load_onnx_weights(build(wider), SHIPPED, 320)
+        load_onnx_weights(build(wider), SHIPPED)

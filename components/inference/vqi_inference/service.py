@@ -13,13 +13,21 @@ from collections import OrderedDict
 from typing import Any, Dict, Optional, Set
 
 from shared.component import Idle
-from shared.messages import VERDICT_DEFECT, ImageEvent, InspectionResult, MessageError
+from shared.messages import (
+    ALERT_RAISED,
+    ALERT_WARNING,
+    VERDICT_DEFECT,
+    Alert,
+    ImageEvent,
+    InspectionResult,
+    MessageError,
+)
 from shared.metrics import Window
 
-from . import COMPONENT_NAME, annotate, metrics, region, results, settings
+from . import COMPONENT_NAME, acceptance, annotate, metrics, region, results, settings
 from .decode import TRANSIENT_CODES
 from .model import LoadedModel
-from .pipeline import Job, Limits, Outcome, Pipeline
+from .pipeline import Job, Limits, Outcome, Pipeline, Runner
 from .throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -30,13 +38,19 @@ class Service(Idle):
     Run by shared/component.py; the pipeline's threads do the work."""
 
     def __init__(self, ipc: Any, model: LoadedModel, config: settings.InferenceConfig,
-                 thing_name: str) -> None:
+                 thing_name: str, acceptance_dir: Optional[str] = None) -> None:
         super().__init__()
         self.ipc = ipc
         self.model = model
         self.thing_name = thing_name
         self.effective = settings.resolve(config, model.spec)  # ConfigError if it does not fit
         self.started_config = config
+        try:
+            self.acceptance: Optional[acceptance.AcceptanceSet] = acceptance.load(acceptance_dir)
+            self.acceptance_problem = ""
+        except acceptance.AcceptanceError as exc:
+            self.acceptance, self.acceptance_problem = None, str(exc)
+        self._runner = Runner(model)
         self.metrics = Window(COMPONENT_NAME, thing_name)
         self.throttle = Throttle(log)
         self._lock = threading.Lock()
@@ -53,6 +67,7 @@ class Service(Idle):
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
+        self.gate(self.effective, "start")  # before the first image: AcceptanceError if refused
         self.pipeline.start()
         self.ipc.subscribe_json(self.started_config.image_topic, self.on_message)
         self._metrics_thread = threading.Thread(target=self._metrics_loop, name="vqi-metrics",
@@ -75,7 +90,10 @@ class Service(Idle):
 
     # -- inputs ------------------------------------------------------------------------------
     def _limits(self) -> Limits:
-        eff = self.effective
+        return self._limits_of(self.effective)
+
+    @staticmethod
+    def _limits_of(eff: settings.Effective) -> Limits:
         return Limits(eff.thresholds, eff.config.max_image_bytes, eff.config.max_image_pixels,
                       keep_image=bool(eff.config.annotated_dir),
                       reduced_jpeg=eff.config.jpeg_reduced_decode,
@@ -108,11 +126,74 @@ class Service(Idle):
     def reconfigure(self, raw: Dict[str, Any]) -> None:
         """Apply a live configuration update, or raise ConfigError and keep the previous one."""
         config = settings.parse(raw)
-        self.effective = settings.resolve(config, self.model.spec)
+        effective = settings.resolve(config, self.model.spec)
+        if self._verdict_inputs(effective) != self._verdict_inputs(self.effective):
+            self.gate(effective, "configuration")  # AcceptanceError keeps the previous one
+        self.effective = effective
         pending = settings.restart_needed(self.started_config, config)
         if pending:
             log.warning("configuration keys %s take effect after a restart", pending)
         log.info("configuration updated")
+
+    # -- the golden-sample gate ---------------------------------------------------------------
+    def _verdict_inputs(self, eff: settings.Effective) -> Any:
+        """Everything a configuration update can change about a verdict (and the gate's policy)."""
+        limits = self._limits_of(eff)
+        return (eff.thresholds, eff.thresholds.per_class.tolist(), eff.rules, limits.region,
+                limits.reduced_jpeg, limits.max_bytes, limits.max_pixels,
+                eff.config.acceptance_policy)
+
+    def gate(self, eff: settings.Effective, trigger: str) -> Optional[acceptance.Report]:
+        """Run the acceptance set with `eff` as live images would be run. REQUIRE: a failure
+        raises AcceptanceError (at start the component does not become RUNNING; on an update
+        the previous configuration stays); WARN: an alert and go on; OFF: skipped."""
+        policy = eff.config.acceptance_policy
+        spec = self.model.spec
+        if policy == "OFF":
+            return None
+        if self.acceptance is None:
+            if policy == "REQUIRE":
+                raise acceptance.AcceptanceError(f"{self.acceptance_problem} (AcceptancePolicy "
+                                                 "REQUIRE; WARN or OFF would go without)")
+            self._alert("acceptance", ALERT_WARNING, f"model {spec.name} {spec.version} "
+                        f"not checked: {self.acceptance_problem}",
+                        {"policy": policy, "trigger": trigger})
+            return None
+        report = acceptance.run(
+            self.acceptance, self._runner.run_one, self._limits_of(eff),
+            lambda outcome: results.build(outcome, spec, eff.rules, self.thing_name))
+        what = f"model {spec.name} {spec.version} ({spec.sha256[:12]})"
+        if report.passed:
+            log.info("acceptance set passed (%s): %s, %d samples in %.0f ms", trigger, what,
+                     report.samples, report.elapsed_ms)
+            return report
+        for failure in report.failures:
+            log.error("acceptance sample failed: %s", failure)
+        message = (f"{what} fails {len(report.failures)} of {report.samples} acceptance "
+                   f"samples in {self.acceptance.folder}")
+        details = {**acceptance.summary(report), "policy": policy, "trigger": trigger}
+        if policy == "REQUIRE":
+            self._alert("acceptance", ALERT_RAISED, message + "; refused", details)
+            raise acceptance.AcceptanceError(
+                message + ("; refused (AcceptancePolicy REQUIRE), not inspecting with it"
+                           if trigger == "start" else
+                           "; the configuration update is refused (AcceptancePolicy REQUIRE)"))
+        log.warning("%s; used anyway (AcceptancePolicy WARN)", message)
+        self._alert("acceptance", ALERT_WARNING, message + "; used anyway (AcceptancePolicy WARN)",
+                    details)
+        return report
+
+    def _alert(self, kind: str, state: str, message: str, details: Dict[str, Any]) -> None:
+        eff = self.effective
+        alert = Alert(kind=kind, state=state, component=COMPONENT_NAME, message=message,
+                      model=results.model_info(self.model.spec), details=details,
+                      thing_name=self.thing_name).to_dict()
+        try:
+            if eff.config.alert_topic:
+                self.ipc.publish_json(eff.config.alert_topic, alert)
+        except Exception as exc:
+            log.warning("cannot publish alert: %s", exc)
+        self._to_iot_core(eff.config.iot_core_alert_topic, alert)
 
     # -- outputs -----------------------------------------------------------------------------
     def _on_outcome(self, outcome: Outcome) -> None:

@@ -20,6 +20,7 @@ from .postprocess import Thresholds
 from .verdict import DefectRule, parse_rules
 
 POLICIES = ("ALL", "DEFECTS", "NONE")
+ACCEPTANCE_POLICIES = ("REQUIRE", "WARN", "OFF")
 _PROVIDERS_HINT = "a list of onnxruntime execution provider names"
 
 
@@ -49,6 +50,12 @@ class InferenceConfig:
     iot_core_policy: str = setting("IotCorePublishPolicy", "DEFECTS", lambda v: v in POLICIES,
                                    "must be ALL, DEFECTS or NONE")
     iot_core_qos: int = setting("IotCoreQos", 1, lambda v: v in (0, 1), "must be 0 or 1")
+    alert_topic: str = setting("AlertTopic", "vqi/alerts")  # "" = no local alerts
+    iot_core_alert_topic: str = setting("IotCoreAlertTopic", "vqi/{thing}/alerts")  # "" = none
+    # --- the golden-sample gate (live) ----------------------------------------------------------
+    acceptance_policy: str = setting("AcceptancePolicy", "REQUIRE",
+                                     lambda v: v in ACCEPTANCE_POLICIES,
+                                     "must be REQUIRE, WARN or OFF")
     # --- detection (live) ----------------------------------------------------------------------
     confidence: float = setting("ConfidenceThreshold", -1.0, _unit_or_unset,
                                 "must be in [0, 1] (or -1 for the model's value)")
@@ -89,7 +96,7 @@ LIVE_FIELDS = frozenset({
     "iot_core_metrics_topic", "iot_core_policy", "iot_core_qos", "confidence", "iou",
     "max_detections", "class_confidence", "agnostic_nms", "defect_rules", "annotated_dir",
     "max_image_bytes", "max_image_pixels", "jpeg_reduced_decode", "inspection_region",
-    "recent_ids",
+    "recent_ids", "alert_topic", "iot_core_alert_topic", "acceptance_policy",
 })
 
 

@@ -25,29 +25,13 @@ for _path in (_REPO, _REPO / "components" / "inference"):  # the device package 
 from vqi_inference import model as M  # noqa: E402
 from vqi_inference import region as inspection_region  # noqa: E402
 from vqi_inference.pipeline import Job, Limits, Runner  # noqa: E402
-from vqi_inference.postprocess import Thresholds  # noqa: E402
+from vqi_inference.postprocess import Thresholds, box_iou  # noqa: E402
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 EVAL_CONF = 0.001
 EVAL_IOU = 0.6
 EVAL_MAX_DET = 300
-
-
-# ----------------------------------------------------------------------------- geometry
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix between xyxy boxes a [n,4] and b [m,4]."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(axis=1)
-    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 # ----------------------------------------------------------------------------- metric

@@ -293,6 +293,11 @@ def generate_dataset(out_dir: Path, seed: int, counts: dict[str, int],
     return info
 
 
+# The acceptance set's box tolerance (vqi_inference.acceptance): some detection must overlap one
+# of a defective sample's scratches at this IoU.
+ACCEPTANCE_BOX_IOU = 0.5
+
+
 def write_samples(dest: Path, n_defective: int = 6, n_good: int = 4, seed: int = 2024,
                   cfg: SynthConfig | None = None) -> dict[str, list[list[float]]]:
     """Demo images defective_NN.jpg / good_NN.jpg plus expected.json (pixel xyxy boxes)."""
@@ -317,5 +322,5 @@ def write_samples(dest: Path, n_defective: int = 6, n_good: int = 4, seed: int =
         expected[name] = [[b.x0, b.y0, b.x1, b.y1] for b in boxes]
     (dest / "expected.json").write_text(json.dumps(
         {"class": CLASS_NAMES[0], "box_format": "xyxy_pixels", "seed": seed,
-         "images": expected}, indent=2) + "\n")
+         "box_iou": ACCEPTANCE_BOX_IOU, "images": expected}, indent=2) + "\n")
     return expected

@@ -62,7 +62,7 @@ def train(data: Path, model_yaml: Path = DEFAULT_MODEL_YAML, epochs: int = 60, i
         raise FileNotFoundError(f"dataset YAML not found: {data}")
     model = YOLO(str(model_yaml), task="detect")
     if init_onnx is not None:
-        diff = load_onnx_weights(model.model, Path(init_onnx), imgsz)
+        diff = load_onnx_weights(model.model, Path(init_onnx))
         print(f"started from {init_onnx}: rebuilt network matches it to {diff:.2e}", flush=True)
         model.ckpt = {"model": model.model}  # the trainer then copies these weights
     kwargs = dict(data=str(data), epochs=epochs, imgsz=imgsz, batch=batch, workers=workers,
@@ -89,9 +89,12 @@ def train(data: Path, model_yaml: Path = DEFAULT_MODEL_YAML, epochs: int = 60, i
     return result
 
 
-def load_onnx_weights(det_model: object, onnx_path: Path, imgsz: int) -> float:
+def load_onnx_weights(det_model: object, onnx_path: Path) -> float:
     """Put an exported model's weights back into `det_model` (built from the same YAML) and
-    return the largest output difference against onnxruntime; ValueError if they differ."""
+    return the largest output difference against onnxruntime; ValueError if they differ.
+
+    The check runs at the exported model's own (static) input size: fine-tuning may train at
+    another size, which the convolutions do not care about."""
     import numpy as np
     import onnx
     import onnxruntime as ort
@@ -128,12 +131,13 @@ def load_onnx_weights(det_model: object, onnx_path: Path, imgsz: int) -> float:
     if expected - used:
         raise ValueError(f"{onnx_path}: {len(expected - used)} weights have no place in the model "
                          f"YAML (e.g. {sorted(expected - used)[:3]}); was it exported from it?")
-    x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    shape = session.get_inputs()[0].shape
+    x = np.random.default_rng(0).random(tuple(shape), dtype=np.float32)
     det_model.eval()  # type: ignore[attr-defined]
     with torch.no_grad():
         out = det_model(torch.from_numpy(x))  # type: ignore[operator]
     mine = (out[0] if isinstance(out, (tuple, list)) else out).numpy()
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     theirs = session.run(None, {session.get_inputs()[0].name: x})[0]
     if mine.shape != theirs.shape:
         raise ValueError(f"{onnx_path}: output {theirs.shape}, the YAML's model gives {mine.shape}")
