@@ -118,6 +118,8 @@ class InspectionResult:
     camera_id: str = ""
     error: Optional[str] = None
     thing_name: str = ""
+    # What made it besides the model: `component_version`, `config_sha256` of the configuration.
+    provenance: Dict[str, str] = field(default_factory=dict)
     time: str = field(default_factory=utc_now)
     schema_version: int = SCHEMA_VERSION
 

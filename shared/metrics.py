@@ -13,7 +13,7 @@ import math
 import threading
 import time
 from collections import Counter, deque
-from typing import Any, Callable, Deque, Dict, Iterable, Mapping
+from typing import Any, Callable, Deque, Dict, Iterable, Mapping, Sequence
 
 from shared.messages import SCHEMA_VERSION, utc_now
 
@@ -21,21 +21,23 @@ QUANTILES = (50, 95, 99)
 MAX_SAMPLES = 10000
 
 
-def percentiles(values: Iterable[float]) -> Dict[str, float]:
-    """p50/p95/p99 and max, interpolated linearly between the closest ranks (numpy's default), so
-    a small window does not report its maximum as p95; all 0.0 for no values."""
-    ordered = sorted(float(v) for v in values)
+def quantile(ordered: Sequence[float], q: float) -> float:
+    """The q-quantile (0..1) of sorted values, linear between the closest ranks (numpy's
+    default); 0.0 for no values."""
     if not ordered:
-        return {**{f"p{q}": 0.0 for q in QUANTILES}, "max": 0.0}
-    out: Dict[str, float] = {}
-    last = len(ordered) - 1
-    for q in QUANTILES:
-        rank = q / 100 * last
-        low = math.floor(rank)
-        high = min(low + 1, last)
-        value = ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-        out[f"p{q}"] = round(value, 2)
-    out["max"] = round(ordered[-1], 2)
+        return 0.0
+    rank = q * (len(ordered) - 1)
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def percentiles(values: Iterable[float]) -> Dict[str, float]:
+    """p50/p95/p99 and max (`quantile`), so a small window does not report its maximum as p95;
+    all 0.0 for no values."""
+    ordered = sorted(float(v) for v in values)
+    out = {f"p{q}": round(quantile(ordered, q / 100), 2) for q in QUANTILES}
+    out["max"] = round(ordered[-1], 2) if ordered else 0.0
     return out
 
 

@@ -20,7 +20,8 @@ def build(ipc: Any, raw: Dict[str, Any]) -> Service:
     config = settings.parse(raw)
     model = load(os.environ.get("VQI_MODEL_DIR"), settings.session_settings(config))
     return Service(ipc, model, config, os.environ.get("AWS_IOT_THING_NAME", ""),
-                   os.environ.get("VQI_ACCEPTANCE_DIR"))
+                   os.environ.get("VQI_ACCEPTANCE_DIR"),
+                   os.environ.get("GREENGRASS_COMPONENT_VERSION", ""))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ class ModelSpec:
     iou: float
     max_detections: int
     per_class: Dict[str, float] = field(default_factory=dict)
+    reference: Optional[Dict[str, Any]] = None  # drift reference statistics (drift.Reference)
 
     @property
     def num_classes(self) -> int:
@@ -194,6 +195,7 @@ def parse_spec(data: Dict[str, Any], model_dir: str) -> ModelSpec:
         iou=_unit(thr.get("iou", 0.45), "thresholds.iou"),
         max_detections=max_det,
         per_class={str(k): _unit(v, f"thresholds.per_class.{k}") for k, v in per_class.items()},
+        reference=data["reference"] if isinstance(data.get("reference"), dict) else None,
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from . import decode, letterbox, postprocess, preprocess, region
+from . import decode, imagestats, letterbox, postprocess, preprocess, region
 from .model import LoadedModel
 from .postprocess import Detections, Thresholds
 
@@ -48,6 +48,7 @@ class Limits:
     keep_image: bool = False  # keep the decoded original for annotation
     reduced_jpeg: bool = False  # decode large JPEGs at 1/2..1/8 scale (faster, not bit-exact)
     region: Optional[region.Region] = None  # InspectionRegion; None = the whole frame
+    input_stats: bool = False  # measure brightness/contrast/sharpness (drift monitoring)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class Outcome:
     error: Optional[Failure] = None
     image: Optional[np.ndarray] = None
     timings_ms: Dict[str, float] = field(default_factory=dict)
+    input_stats: Optional[imagestats.ImageStats] = None
 
 
 @dataclass
@@ -93,6 +95,7 @@ class _Prepared:
     orig_hw: Optional[Tuple[int, int]] = None  # when the image was decoded at reduced scale
     crop: Optional[region.Pixels] = None  # the inspection region, in decoded pixels
     frame_hw: Optional[Tuple[int, int]] = None  # the decoded frame, when cropped
+    input_stats: Optional[imagestats.ImageStats] = None
 
 
 def _ms(start: float, end: float) -> float:
@@ -139,17 +142,18 @@ class Runner:
         del data
         t2 = time.perf_counter()
         crop: Optional[region.Pixels] = None
+        seen = image
         if limits.region is not None:
             crop = region.pixels(limits.region, image.shape[:2])
-            box = self.tensor(image[crop[1]:crop[3], crop[0]:crop[2]], buffer)
-        else:
-            box = self.tensor(image, buffer)
+            seen = image[crop[1]:crop[3], crop[0]:crop[2]]
+        box = self.tensor(seen, buffer)
+        stats = imagestats.measure(seen) if limits.input_stats else None
         t3 = time.perf_counter()
         timings = {"queue": _ms(job.received, t0), "read": _ms(t0, t1), "decode": _ms(t1, t2),
                    "preprocess": _ms(t2, t3)}
         return _Prepared(job, limits, buffer, box, image if limits.keep_image else None, timings,
                          ready_at=t3, orig_hw=orig_hw, crop=crop,
-                         frame_hw=image.shape[:2] if crop else None)
+                         frame_hw=image.shape[:2] if crop else None, input_stats=stats)
 
     def infer(self, item: _Prepared) -> None:
         tensor = item.buffer if self.dtype == np.float32 else item.buffer.astype(self.dtype)
@@ -175,7 +179,7 @@ class Runner:
         t1 = time.perf_counter()
         item.timings["postprocess"] = _ms(t0, t1)
         item.timings["total"] = _ms(item.job.received, t1)
-        return Outcome(item.job, found, orig_hw, None, item.image, item.timings)
+        return Outcome(item.job, found, orig_hw, None, item.image, item.timings, item.input_stats)
 
     def failed(self, job: Job, error: Failure, timings: Dict[str, float]) -> Outcome:
         timings["total"] = _ms(job.received, time.perf_counter())

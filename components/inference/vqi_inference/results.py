@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from shared.messages import (
     VERDICT_ERROR,
@@ -45,7 +45,8 @@ def findings(dets: Sequence[Detection]) -> List[Finding]:
 
 
 def build(
-    outcome: Outcome, spec: ModelSpec, rules: Tuple[DefectRule, ...], thing_name: str
+    outcome: Outcome, spec: ModelSpec, rules: Tuple[DefectRule, ...], thing_name: str,
+    provenance: Optional[Dict[str, str]] = None,
 ) -> InspectionResult:
     """The result message for one outcome: a verdict, or ERROR with the reason."""
     event = outcome.job.context
@@ -55,7 +56,7 @@ def build(
         return InspectionResult(
             image_id=outcome.job.image_id, path=outcome.job.path, verdict=VERDICT_ERROR,
             model=model_info(spec), timings_ms=timings, camera_id=camera,
-            error=str(outcome.error), thing_name=thing_name,
+            error=str(outcome.error), thing_name=thing_name, provenance=dict(provenance or {}),
         )
     dets = detections(outcome, spec.class_names)
     h, w = outcome.orig_hw or (0, 0)
@@ -63,5 +64,5 @@ def build(
         image_id=outcome.job.image_id, path=outcome.job.path,
         verdict=decide(findings(dets), rules, float(h * w)), detections=dets,
         model=model_info(spec), timings_ms=timings, image_width=int(w), image_height=int(h),
-        camera_id=camera, thing_name=thing_name,
+        camera_id=camera, thing_name=thing_name, provenance=dict(provenance or {}),
     )

@@ -24,7 +24,7 @@ from shared.messages import (
 )
 from shared.metrics import Window
 
-from . import COMPONENT_NAME, acceptance, annotate, metrics, region, results, settings
+from . import COMPONENT_NAME, acceptance, annotate, drift, metrics, region, results, settings
 from .decode import TRANSIENT_CODES
 from .model import LoadedModel
 from .pipeline import Job, Limits, Outcome, Pipeline, Runner
@@ -38,13 +38,26 @@ class Service(Idle):
     Run by shared/component.py; the pipeline's threads do the work."""
 
     def __init__(self, ipc: Any, model: LoadedModel, config: settings.InferenceConfig,
-                 thing_name: str, acceptance_dir: Optional[str] = None) -> None:
+                 thing_name: str, acceptance_dir: Optional[str] = None,
+                 component_version: str = "") -> None:
         super().__init__()
         self.ipc = ipc
         self.model = model
         self.thing_name = thing_name
+        self.component_version = component_version
         self.effective = settings.resolve(config, model.spec)  # ConfigError if it does not fit
         self.started_config = config
+        self.provenance = self._provenance(config)
+        self.reference: Optional[drift.Reference] = None
+        if model.spec.reference is not None:
+            try:
+                self.reference = drift.Reference.from_json(model.spec.reference)
+            except ValueError as exc:
+                log.warning("drift alarms off: %s", exc)
+        elif config.drift_window:
+            log.warning("drift alarms off: model.json has no reference statistics "
+                        "(scripts/model reference writes them)")
+        self.monitor = self._monitor_for(config)
         try:
             self.acceptance: Optional[acceptance.AcceptanceSet] = acceptance.load(acceptance_dir)
             self.acceptance_problem = ""
@@ -92,12 +105,21 @@ class Service(Idle):
     def _limits(self) -> Limits:
         return self._limits_of(self.effective)
 
-    @staticmethod
-    def _limits_of(eff: settings.Effective) -> Limits:
+    def _limits_of(self, eff: settings.Effective) -> Limits:
         return Limits(eff.thresholds, eff.config.max_image_bytes, eff.config.max_image_pixels,
                       keep_image=bool(eff.config.annotated_dir),
                       reduced_jpeg=eff.config.jpeg_reduced_decode,
-                      region=region.parse(eff.config.inspection_region))
+                      region=region.parse(eff.config.inspection_region),
+                      input_stats=self.monitor is not None)
+
+    def _monitor_for(self, config: settings.InferenceConfig) -> Optional[drift.DriftMonitor]:
+        if self.reference is None or not config.drift_window:
+            return None
+        return drift.DriftMonitor(self.reference, settings.drift_settings(config))
+
+    def _provenance(self, config: settings.InferenceConfig) -> Dict[str, str]:
+        return {"component_version": self.component_version,
+                "config_sha256": settings.fingerprint(config)}
 
     def on_message(self, payload: Any, topic: str) -> None:
         """Handle one image event (called on the IPC client's threads)."""
@@ -129,6 +151,9 @@ class Service(Idle):
         effective = settings.resolve(config, self.model.spec)
         if self._verdict_inputs(effective) != self._verdict_inputs(self.effective):
             self.gate(effective, "configuration")  # AcceptanceError keeps the previous one
+        if settings.drift_settings(config) != settings.drift_settings(self.effective.config):
+            self.monitor = self._monitor_for(config)  # a new window, alarms as new
+        self.provenance = self._provenance(config)
         self.effective = effective
         pending = settings.restart_needed(self.started_config, config)
         if pending:
@@ -161,7 +186,8 @@ class Service(Idle):
             return None
         report = acceptance.run(
             self.acceptance, self._runner.run_one, self._limits_of(eff),
-            lambda outcome: results.build(outcome, spec, eff.rules, self.thing_name))
+            lambda outcome: results.build(outcome, spec, eff.rules, self.thing_name,
+                                          self.provenance))
         what = f"model {spec.name} {spec.version} ({spec.sha256[:12]})"
         if report.passed:
             log.info("acceptance set passed (%s): %s, %d samples in %.0f ms", trigger, what,
@@ -198,7 +224,8 @@ class Service(Idle):
     # -- outputs -----------------------------------------------------------------------------
     def _on_outcome(self, outcome: Outcome) -> None:
         eff = self.effective
-        result = results.build(outcome, self.model.spec, eff.rules, self.thing_name)
+        result = results.build(outcome, self.model.spec, eff.rules, self.thing_name,
+                               self.provenance)
         if (result.verdict == VERDICT_DEFECT and eff.config.annotated_dir
                 and outcome.image is not None):
             try:
@@ -216,6 +243,12 @@ class Service(Idle):
         if result.error:
             log.warning("image %s (%s): %s", result.image_id, result.path, result.error)
         self._publish(result)
+        monitor = self.monitor
+        if monitor is not None and not result.error:
+            for state, finding in monitor.observe(result.verdict, result.top_score,
+                                                  outcome.input_stats):
+                log.warning("alarm %s %s: %s", finding.kind, state, finding.message)
+                self._alert(finding.kind, state, finding.message, finding.details)
 
     def _publish(self, result: InspectionResult) -> None:
         eff = self.effective

@@ -6,7 +6,9 @@ start (changing them logs that a restart is needed).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -15,6 +17,7 @@ from shared.config import ConfigError, load, setting
 
 from . import region
 from .cpus import usable_cpus
+from .drift import DriftSettings
 from .model import ModelSpec, SessionSettings
 from .postprocess import Thresholds
 from .verdict import DefectRule, parse_rules
@@ -56,6 +59,16 @@ class InferenceConfig:
     acceptance_policy: str = setting("AcceptancePolicy", "REQUIRE",
                                      lambda v: v in ACCEPTANCE_POLICIES,
                                      "must be REQUIRE, WARN or OFF")
+    # --- drift and process alarms (live; drift.py) ----------------------------------------------
+    drift_window: int = setting("DriftWindowImages", 200, lambda v: v == 0 or 10 <= v <= 100000,
+                                "must be 0 (off) or 10 to 100000")
+    drift_psi: float = setting("DriftPsiThreshold", 0.25, lambda v: v > 0, "must be > 0")
+    drift_sigmas: float = setting("DriftPChartSigmas", 3.0, lambda v: v > 0, "must be > 0")
+    drift_tolerance: float = setting("DriftInputTolerance", 0.1, lambda v: v >= 0, "must be >= 0")
+    expected_defect_rate: float = setting("ExpectedDefectRate", -1.0, _unit_or_unset,
+                                          "must be in [0, 1] (or -1 for the model's reference)")
+    alert_interval_s: float = setting("AlertMinIntervalSeconds", 60.0, lambda v: v >= 0,
+                                      "must be >= 0")
     # --- detection (live) ----------------------------------------------------------------------
     confidence: float = setting("ConfidenceThreshold", -1.0, _unit_or_unset,
                                 "must be in [0, 1] (or -1 for the model's value)")
@@ -96,7 +109,8 @@ LIVE_FIELDS = frozenset({
     "iot_core_metrics_topic", "iot_core_policy", "iot_core_qos", "confidence", "iou",
     "max_detections", "class_confidence", "agnostic_nms", "defect_rules", "annotated_dir",
     "max_image_bytes", "max_image_pixels", "jpeg_reduced_decode", "inspection_region",
-    "recent_ids", "alert_topic", "iot_core_alert_topic", "acceptance_policy",
+    "recent_ids", "alert_topic", "iot_core_alert_topic", "acceptance_policy", "drift_window",
+    "drift_psi", "drift_sigmas", "drift_tolerance", "expected_defect_rate", "alert_interval_s",
 })
 
 
@@ -185,6 +199,20 @@ def restart_needed(old: InferenceConfig, new: InferenceConfig) -> List[str]:
         if f.name not in LIVE_FIELDS and getattr(old, f.name) != getattr(new, f.name):
             out.append(f.metadata["key"])
     return out
+
+
+def drift_settings(config: InferenceConfig) -> DriftSettings:
+    return DriftSettings(window=config.drift_window, psi_threshold=config.drift_psi,
+                         p_chart_sigmas=config.drift_sigmas,
+                         input_tolerance=config.drift_tolerance,
+                         expected_defect_rate=config.expected_defect_rate,
+                         min_interval_s=config.alert_interval_s)
+
+
+def fingerprint(config: InferenceConfig) -> str:
+    """sha256 of the configuration in force (canonical JSON): results say which one made them."""
+    text = json.dumps(asdict(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def iot_topic(template: str, thing: str) -> Optional[str]:

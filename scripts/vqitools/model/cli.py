@@ -103,6 +103,15 @@ def _evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _reference(a: argparse.Namespace) -> int:
+    from vqitools.model.reference import write_reference
+
+    ref = write_reference(Path(a.model_dir), Path(a.data), a.split,
+                          "scripts/model " + " ".join(sys.argv[1:]))
+    print(json.dumps(ref, indent=2))
+    return 0
+
+
 def _package(a: argparse.Namespace) -> int:
     from vqitools.model.package import package
 
@@ -207,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--update-metrics", default=None, metavar="KEY",
                    help="store the result under model.json metrics.KEY (re-hashes nothing)")
     v.set_defaults(fn=_evaluate)
+
+    r = sub.add_parser("reference", help="drift reference statistics into model.json, from "
+                       "validation images through the device's detection path")
+    r.add_argument("--model-dir", default=str(MODEL_COMPONENT))
+    r.add_argument("--data", required=True, help="dataset YAML")
+    r.add_argument("--split", default="val")
+    r.set_defaults(fn=_reference)
 
     k = sub.add_parser("package", help="copy an exported model into components/model")
     k.add_argument("--model-dir", required=True)

@@ -10,22 +10,16 @@ envelope.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-_REPO = Path(__file__).resolve().parents[3]
-for _path in (_REPO, _REPO / "components" / "inference"):  # the device package and its shared/
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-from vqi_inference import model as M  # noqa: E402
-from vqi_inference import region as inspection_region  # noqa: E402
-from vqi_inference.pipeline import Job, Limits, Runner  # noqa: E402
-from vqi_inference.postprocess import Thresholds, box_iou  # noqa: E402
+from vqi_inference import model as M
+from vqi_inference import region as inspection_region
+from vqi_inference.pipeline import Job, Limits, Runner
+from vqi_inference.postprocess import Thresholds, box_iou
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
