@@ -221,6 +221,41 @@ class Alert:
         return cls(**values)
 
 
+@dataclass
+class ChallengerDisagreement:
+    """Published by Inference on the challenger topic when the challenger model disagrees with
+    the champion on an image; the Uploader sends the image with both label sets for review.
+
+    `image_path` is a JPEG Inference wrote for this purpose (the camera's file may be gone by
+    then); the Uploader deletes it once staged. `champion` and `challenger` are the two
+    InspectionResult dicts, `comparison` the per-class matching (challenger.Comparison).
+    """
+
+    image_id: str
+    image_path: str
+    champion: Dict[str, Any]
+    challenger: Dict[str, Any]
+    comparison: Dict[str, Any]
+    thing_name: str = ""
+    time: str = field(default_factory=utc_now)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "ChallengerDisagreement":
+        if not isinstance(data, dict):
+            raise MessageError("disagreement must be a JSON object")
+        _require(data, "image_id", str)
+        _require(data, "image_path", str)
+        for key in ("champion", "challenger", "comparison"):
+            _require(data, key, dict)
+        InspectionResult.from_dict(data["champion"])
+        InspectionResult.from_dict(data["challenger"])
+        return cls(**_known(cls, data))
+
+
 def to_json(message: Any) -> str:
     """Compact JSON for a message dataclass."""
     return json.dumps(message.to_dict(), separators=(",", ":"), ensure_ascii=False)

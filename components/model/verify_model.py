@@ -1,6 +1,8 @@
 """Install-time check of the model artifacts: fail the deployment rather than ship a bad model.
 
-Usage: python3 verify_model.py [ARTIFACTS_DIR]   (default: this file's folder)
+Usage: python3 verify_model.py [ARTIFACTS_DIR] [--challenger DIR]
+       (ARTIFACTS_DIR default: this file's folder; DIR: the unpacked challenger.zip, checked the
+       same way when the folder exists: a version without a challenger has none)
 
 Checks that model.json parses and is consistent (schema version, class names, input/output
 shapes) and that the sha256 it records matches the ONNX file byte for byte. Exits 0 when the
@@ -86,20 +88,33 @@ def verify(artifacts: Path) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 2:
-        print("usage: verify_model.py [ARTIFACTS_DIR]", file=sys.stderr)
+    args = list(argv[1:])
+    challenger = None
+    if "--challenger" in args:
+        at = args.index("--challenger")
+        if at + 1 >= len(args):
+            print("usage: verify_model.py [ARTIFACTS_DIR] [--challenger DIR]", file=sys.stderr)
+            return 2
+        challenger = Path(args[at + 1])
+        del args[at:at + 2]
+    if len(args) > 1:
+        print("usage: verify_model.py [ARTIFACTS_DIR] [--challenger DIR]", file=sys.stderr)
         return 2
-    artifacts = Path(argv[1]) if len(argv) == 2 else Path(__file__).resolve().parent
-    try:
-        meta = verify(artifacts)
-    except ModelInvalid as exc:
-        print(f"MODEL VERIFICATION FAILED: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"MODEL VERIFICATION FAILED: cannot read {artifacts}: {exc}", file=sys.stderr)
-        return 1
-    print(f"model OK: {meta['name']} {meta['version']} {meta['onnx_file']} "
-          f"sha256={meta['sha256']} classes={meta['class_names']}")
+    folders = [("model", Path(args[0]) if args else Path(__file__).resolve().parent)]
+    if challenger is not None and challenger.exists():
+        folders.append(("challenger", challenger))
+    for role, folder in folders:
+        try:
+            meta = verify(folder)
+        except ModelInvalid as exc:
+            print(f"MODEL VERIFICATION FAILED ({role}): {exc}", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"MODEL VERIFICATION FAILED ({role}): cannot read {folder}: {exc}",
+                  file=sys.stderr)
+            return 1
+        print(f"{role} OK: {meta['name']} {meta['version']} {meta['onnx_file']} "
+              f"sha256={meta['sha256']} classes={meta['class_names']}")
     return 0
 
 

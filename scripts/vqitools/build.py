@@ -99,7 +99,8 @@ def artifact_uris(recipe: Dict[str, Any]) -> List[Dict[str, Any]]:
 
 
 # Zips of data, not code: built from their folder alone (no shared/, no requirements.txt).
-DATA_ZIPS = frozenset({"samples.zip"})  # the Model component's acceptance set
+# The Model component's acceptance set, and its challenger model when it carries one.
+DATA_ZIPS = frozenset({"samples.zip", "challenger.zip"})
 
 
 def vendors_shared(recipe: Dict[str, Any]) -> bool:

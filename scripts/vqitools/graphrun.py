@@ -33,8 +33,9 @@ class Graph:
     """One `python -m localgg run` over a root, with the folders an operator prepares."""
 
     def __init__(self, root: Path, merges: Optional[Dict[str, Dict[str, Any]]] = None,
-                 site: Path = LOCAL_SITE) -> None:
+                 site: Path = LOCAL_SITE, components_dir: Path = REPO_ROOT / "components") -> None:
         self.root = root
+        self.components_dir = components_dir
         self.proc: Optional[subprocess.Popen[bytes]] = None
         prepare_root(root)
         updates = demo_overrides(root, site)
@@ -48,7 +49,7 @@ class Graph:
         env = dict(os.environ, PYTHONPATH=f"{SCRIPTS}:{REPO_ROOT}")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "localgg", "run", "--root", str(self.root),
-             "--components-dir", str(REPO_ROOT / "components"), "--config-overrides",
+             "--components-dir", str(self.components_dir), "--config-overrides",
              str(self.overrides), "--stream-manager-port", "0",
              *(f"--env={name}={value}" for name, value in self.extra_env.items())],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

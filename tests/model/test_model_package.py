@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from vqitools.model.package import BEGIN, END, package
+from vqitools.model.package import BEGIN, END, add_challenger, package, promote
 
 COMPONENT = Path(__file__).resolve().parents[2] / "components" / "model"
 
@@ -57,3 +58,53 @@ def test_package_refuses_a_tampered_model_and_changes_nothing(component: Path,
 def test_package_rejects_a_non_semver_version(component: Path, exported: Path) -> None:
     with pytest.raises(ValueError, match="MAJOR.MINOR.PATCH"):
         package(exported, component, version="v2")
+
+
+def challenger_of(exported: Path, version: str) -> Path:
+    meta = json.loads((exported / "model.json").read_text())
+    meta["version"] = version
+    meta["thresholds"]["confidence"] = 0.3
+    (exported / "model.json").write_text(json.dumps(meta))
+    return exported
+
+
+def test_a_challenger_is_packaged_beside_the_champion_and_built_into_its_zip(
+        component: Path, exported: Path, tmp_path: Path) -> None:
+    from vqitools.build import build_component
+
+    package(exported, component, version="1.1.0")
+    shutil.copy2(COMPONENT / "gdk-config.json", component / "gdk-config.json")
+    shutil.copytree(COMPONENT / "samples", component / "samples")
+    add_challenger(challenger_of(exported, "2.0.0"), component)
+    assert json.loads((component / "challenger" / "model.json").read_text())["version"] == "2.0.0"
+    assert "challenger.zip" in (component / "recipe.yaml").read_text()
+    add_challenger(exported, component)  # twice: still one artifact entry
+    assert (component / "recipe.yaml").read_text().count("challenger.zip") == 1
+    _, built = build_component(component)
+    archive = next(a for a in built if a.name == "challenger.zip")
+    assert sorted(zipfile.ZipFile(archive.path).namelist()) == ["model.json", "model.onnx"]
+
+
+def test_promote_makes_the_challenger_the_champion(component: Path, exported: Path) -> None:
+    package(exported, component, version="1.1.0")
+    add_challenger(challenger_of(exported, "2.0.0"), component)
+    meta = promote(component, version="1.2.0")
+    assert meta["version"] == "1.2.0" and meta["thresholds"]["confidence"] == 0.3
+    assert "reference" not in meta  # the old model's drift reference does not carry over
+    assert not (component / "challenger").exists()
+    recipe = (component / "recipe.yaml").read_text()
+    assert "challenger.zip" not in recipe and 'ComponentVersion: "1.2.0"' in recipe
+
+
+def test_a_tampered_challenger_is_refused(component: Path, exported: Path) -> None:
+    data = bytearray((exported / "model.onnx").read_bytes())
+    data[200] ^= 0xFF
+    (exported / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="refusing .* as a challenger: sha256 mismatch"):
+        add_challenger(exported, component)
+    assert not (component / "challenger").exists()
+
+
+def test_promote_without_a_challenger_says_so(component: Path) -> None:
+    with pytest.raises(ValueError, match="no challenger to promote"):
+        promote(component)

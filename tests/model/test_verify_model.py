@@ -93,3 +93,27 @@ def test_runs_on_the_oldest_supported_python_syntax() -> None:
     mods |= {n.module.split(".")[0] for n in ast.walk(tree)
              if isinstance(n, ast.ImportFrom) and n.module}
     assert mods <= set(sys.stdlib_module_names)
+
+
+@pytest.mark.timeout(60)
+def test_a_challenger_is_checked_the_same_way(copy: Path, tmp_path: Path) -> None:
+    challenger = tmp_path / "challenger"
+    challenger.mkdir()
+    for name in ("model.onnx", "model.json"):
+        shutil.copy2(COMPONENT / name, challenger / name)
+    command = [sys.executable, str(VERIFY), str(copy), "--challenger", str(challenger)]
+    ok = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "challenger OK" in ok.stdout, ok.stderr
+    data = bytearray((challenger / "model.onnx").read_bytes())
+    data[100] ^= 0xFF
+    (challenger / "model.onnx").write_bytes(bytes(data))
+    bad = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1
+    assert "MODEL VERIFICATION FAILED (challenger): sha256 mismatch" in bad.stderr
+
+
+@pytest.mark.timeout(60)
+def test_a_version_without_a_challenger_passes(copy: Path, tmp_path: Path) -> None:
+    res = subprocess.run([sys.executable, str(VERIFY), str(copy), "--challenger",
+                          str(tmp_path / "absent")], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "challenger" not in res.stdout

@@ -77,7 +77,7 @@ class Rig:
         self.ipc.start()
         self.ipc.add_component(PEER, {}, {"aws.greengrass.ipc.pubsub": {"peer:1": {
             "operations": ["aws.greengrass#PublishToTopic", "aws.greengrass#SubscribeToTopic"],
-            "resources": ["vqi/results", "vqi/archived", "vqi/metrics"]}}})
+            "resources": ["vqi/results", "vqi/archived", "vqi/metrics", "vqi/challenger"]}}})
 
     # -- servers and process -------------------------------------------------------------------
     def start_sm(self, online: bool = True) -> None:
@@ -150,6 +150,10 @@ class Rig:
         assert self.peer is not None
         message = model.PublishMessage(json_message=model.JsonMessage(message=result))
         self.peer._client.publish_to_topic(topic="vqi/results", publish_message=message)
+
+    def publish_disagreement(self, message: Dict[str, Any]) -> None:
+        assert self.peer is not None
+        self.peer.publish_json("vqi/challenger", message)
 
     def confirmed(self) -> Dict[str, List[Dict[str, Any]]]:
         with self._lock:

@@ -10,6 +10,7 @@ from typing import Iterator
 import jsonschema
 import pytest
 
+from shared.messages import ChallengerDisagreement
 from vqi_uploader.keys import review_keys
 
 from .rig import BUCKET, REPO, THING, Rig, make_result
@@ -224,3 +225,46 @@ def test_a_stream_manager_that_lost_its_streams_gets_them_back(rig: Rig):
     # Results still in the lost streams are gone with them; later ones all arrive.
     rig.wait(lambda: len(rig.kinesis_ids()) == 4, 30, "results")
     assert sorted(rig.kinesis_ids()) == sorted(r["image_id"] for r in after)
+
+
+def disagreement(rig: Rig, image_id: str) -> dict:
+    """What Inference publishes when its challenger disagrees: the image it kept, both results."""
+    kept = rig.tmp / "inference-work" / "disagreements"
+    kept.mkdir(parents=True, exist_ok=True)
+    path = kept / f"{image_id}.jpg"
+    path.write_bytes(b"\xff\xd8\xff" + image_id.encode() * 50)
+    champion = make_result(image_id, str(rig.inbox / f"{image_id}.jpg"), "DEFECT", [0.9])
+    challenger = make_result(image_id, champion["path"], "OK", [])
+    return ChallengerDisagreement(
+        image_id=image_id, image_path=str(path), champion=champion, challenger=challenger,
+        comparison={"verdict_agrees": False, "per_class": {}, "score_deltas": []},
+        thing_name=THING, time="2026-03-07T10:00:00.000Z").to_dict()
+
+
+def test_a_disagreement_reaches_the_bucket_with_both_label_sets(rig: Rig):
+    rig.start_sm()
+    rig.start_uploader()
+    rig.connect_peer()
+    message = disagreement(rig, "dis-001")
+    rig.publish_disagreement(message)
+    base = f"vqi/review/disagreement/2026/03/07/{THING}/dis-001"
+    rig.wait(lambda: f"{base}.json" in rig.s3_keys(), 20, "disagreement export")
+    assert {f"{base}.jpg", f"{base}.champion.txt", f"{base}.challenger.txt"} <= set(rig.s3_keys())
+    assert rig.s3_read(f"{base}.champion.txt").decode().startswith("0 ")
+    assert rig.s3_read(f"{base}.challenger.txt") == b""  # the challenger found nothing
+    assert json.loads(rig.s3_read(f"{base}.json"))["comparison"]["verdict_agrees"] is False
+    rig.wait(lambda: not Path(message["image_path"]).exists(), 10, "the kept image deleted")
+    assert rig.confirmed() == {}  # nothing for ImageSource: no camera image waits on it
+
+
+def test_a_disagreement_naming_another_file_is_refused_and_the_file_kept(rig: Rig):
+    rig.start_sm()
+    rig.start_uploader()
+    rig.connect_peer()
+    victim = rig.tmp / "precious.jpg"
+    victim.write_bytes(b"keep me")
+    message = {**disagreement(rig, "dis-002"), "image_path": str(victim)}
+    rig.publish_disagreement(message)
+    rig.wait(lambda: "not an image Inference kept" in rig.log_tail(), 10, "refusal logged")
+    assert victim.read_bytes() == b"keep me"
+    assert not any("dis-002" in key for key in rig.s3_keys())

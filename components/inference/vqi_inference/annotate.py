@@ -37,14 +37,20 @@ def draw(image: np.ndarray, result: InspectionResult) -> np.ndarray:
 
 
 def write(folder: str, image: np.ndarray, result: InspectionResult) -> Optional[str]:
-    """Write the annotated image; returns its path (None if encoding failed)."""
+    """Write the annotated image; returns its path."""
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, file_name(result.image_id))
-    ok, data = cv2.imencode(".jpg", draw(image, result), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    write_jpeg(path, draw(image, result))
+    return path
+
+
+def write_jpeg(path: str, image: np.ndarray, quality: int = 90) -> None:
+    """Encode and write atomically (a reader never sees half a file); ValueError if encoding
+    fails."""
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
-        return None
+        raise ValueError(f"cannot encode {path} as JPEG")
     tmp = path + ".part"
     with open(tmp, "wb") as fh:
         fh.write(data.tobytes())
     os.replace(tmp, path)
-    return path

@@ -141,6 +141,15 @@ class Runner:
             image = decode.decode(data, limits.max_pixels)
         del data
         t2 = time.perf_counter()
+        timings = {"queue": _ms(job.received, t0), "read": _ms(t0, t1), "decode": _ms(t1, t2)}
+        return self.prepare_image(job, limits, buffer, image, orig_hw, timings)
+
+    def prepare_image(self, job: Job, limits: Limits, buffer: np.ndarray, image: np.ndarray,
+                      orig_hw: Optional[Tuple[int, int]] = None,
+                      timings: Optional[Dict[str, float]] = None) -> _Prepared:
+        """From a decoded image on: the region, letterbox and normalise into `buffer`.
+        `orig_hw`: the frame's size when `image` was decoded at reduced scale."""
+        t2 = time.perf_counter()
         crop: Optional[region.Pixels] = None
         seen = image
         if limits.region is not None:
@@ -149,8 +158,7 @@ class Runner:
         box = self.tensor(seen, buffer)
         stats = imagestats.measure(seen) if limits.input_stats else None
         t3 = time.perf_counter()
-        timings = {"queue": _ms(job.received, t0), "read": _ms(t0, t1), "decode": _ms(t1, t2),
-                   "preprocess": _ms(t2, t3)}
+        timings = {**(timings or {}), "preprocess": _ms(t2, t3)}
         return _Prepared(job, limits, buffer, box, image if limits.keep_image else None, timings,
                          ready_at=t3, orig_hw=orig_hw, crop=crop,
                          frame_hw=image.shape[:2] if crop else None, input_stats=stats)
@@ -184,6 +192,15 @@ class Runner:
     def failed(self, job: Job, error: Failure, timings: Dict[str, float]) -> Outcome:
         timings["total"] = _ms(job.received, time.perf_counter())
         return Outcome(job, None, None, error, None, timings)
+
+    def run_image(self, job: Job, image: np.ndarray, limits: Limits,
+                  orig_hw: Optional[Tuple[int, int]] = None,
+                  buffer: Optional[np.ndarray] = None) -> Outcome:
+        """The stages after decoding, inline: a second model on the image the first decoded."""
+        item = self.prepare_image(job, limits, buffer if buffer is not None
+                                  else self.new_buffer(), image, orig_hw)
+        self.infer(item)
+        return self.finish(item)
 
     def run_one(self, job: Job, limits: Limits, buffer: Optional[np.ndarray] = None) -> Outcome:
         """All stages inline on the calling thread (tests, benchmarks, debugging)."""

@@ -8,16 +8,22 @@ for transient read errors (file missing / I/O error) are not cached, so a retry 
 from __future__ import annotations
 
 import logging
+import os
+import random
 import threading
 from collections import OrderedDict
+from dataclasses import asdict
 from typing import Any, Dict, Optional, Set
 
+from shared.atomic import unlink_quietly
 from shared.component import Idle
+from shared.config import ConfigError
 from shared.messages import (
     ALERT_RAISED,
     ALERT_WARNING,
     VERDICT_DEFECT,
     Alert,
+    ChallengerDisagreement,
     ImageEvent,
     InspectionResult,
     MessageError,
@@ -25,6 +31,7 @@ from shared.messages import (
 from shared.metrics import Window
 
 from . import COMPONENT_NAME, acceptance, annotate, drift, metrics, region, results, settings
+from .challenger import Challenger, Comparison
 from .decode import TRANSIENT_CODES
 from .model import LoadedModel
 from .pipeline import Job, Limits, Outcome, Pipeline, Runner
@@ -39,7 +46,8 @@ class Service(Idle):
 
     def __init__(self, ipc: Any, model: LoadedModel, config: settings.InferenceConfig,
                  thing_name: str, acceptance_dir: Optional[str] = None,
-                 component_version: str = "") -> None:
+                 component_version: str = "", challenger: Optional[LoadedModel] = None,
+                 work_dir: str = "", challenger_problem: str = "") -> None:
         super().__init__()
         self.ipc = ipc
         self.model = model
@@ -58,6 +66,17 @@ class Service(Idle):
             log.warning("drift alarms off: model.json has no reference statistics "
                         "(scripts/model reference writes them)")
         self.monitor = self._monitor_for(config)
+        self.challenger: Optional[Challenger] = None
+        self.challenger_problem = challenger_problem
+        self.challenger_effective: Optional[settings.Effective] = None
+        if challenger is not None:
+            try:
+                self.challenger_effective = settings.resolve(config, challenger.spec)
+            except ConfigError as exc:
+                self.challenger_problem = f"the configuration does not fit the challenger: {exc}"
+            else:
+                self.challenger = Challenger(challenger, self._on_compared)
+        self.disagreement_dir = os.path.join(work_dir, "disagreements") if work_dir else ""
         try:
             self.acceptance: Optional[acceptance.AcceptanceSet] = acceptance.load(acceptance_dir)
             self.acceptance_problem = ""
@@ -81,6 +100,7 @@ class Service(Idle):
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         self.gate(self.effective, "start")  # before the first image: AcceptanceError if refused
+        self._start_challenger()
         self.pipeline.start()
         self.ipc.subscribe_json(self.started_config.image_topic, self.on_message)
         self._metrics_thread = threading.Thread(target=self._metrics_loop, name="vqi-metrics",
@@ -99,6 +119,8 @@ class Service(Idle):
         """Finish the images already accepted, publish their results, stop the threads."""
         self._stop.set()
         self.pipeline.close(timeout)
+        if self.challenger is not None:
+            self.challenger.stop()
         self._publish_metrics()
 
     # -- inputs ------------------------------------------------------------------------------
@@ -107,10 +129,12 @@ class Service(Idle):
 
     def _limits_of(self, eff: settings.Effective) -> Limits:
         return Limits(eff.thresholds, eff.config.max_image_bytes, eff.config.max_image_pixels,
-                      keep_image=bool(eff.config.annotated_dir),
                       reduced_jpeg=eff.config.jpeg_reduced_decode,
                       region=region.parse(eff.config.inspection_region),
-                      input_stats=self.monitor is not None)
+                      input_stats=self.monitor is not None,
+                      # the challenger scores the image the champion decoded
+                      keep_image=bool(eff.config.annotated_dir) or (
+                          self.challenger is not None and eff.config.challenger_rate > 0))
 
     def _monitor_for(self, config: settings.InferenceConfig) -> Optional[drift.DriftMonitor]:
         if self.reference is None or not config.drift_window:
@@ -151,6 +175,11 @@ class Service(Idle):
         effective = settings.resolve(config, self.model.spec)
         if self._verdict_inputs(effective) != self._verdict_inputs(self.effective):
             self.gate(effective, "configuration")  # AcceptanceError keeps the previous one
+        if self.challenger is not None:
+            try:
+                self.challenger_effective = settings.resolve(config, self.challenger.model.spec)
+            except ConfigError as exc:
+                self._drop_challenger(f"the configuration does not fit the challenger: {exc}")
         if settings.drift_settings(config) != settings.drift_settings(self.effective.config):
             self.monitor = self._monitor_for(config)  # a new window, alarms as new
         self.provenance = self._provenance(config)
@@ -168,12 +197,15 @@ class Service(Idle):
                 limits.reduced_jpeg, limits.max_bytes, limits.max_pixels,
                 eff.config.acceptance_policy)
 
-    def gate(self, eff: settings.Effective, trigger: str) -> Optional[acceptance.Report]:
+    def gate(self, eff: settings.Effective, trigger: str,
+             challenger: bool = False) -> Optional[acceptance.Report]:
         """Run the acceptance set with `eff` as live images would be run. REQUIRE: a failure
         raises AcceptanceError (at start the component does not become RUNNING; on an update
-        the previous configuration stays); WARN: an alert and go on; OFF: skipped."""
+        the previous configuration stays); WARN: an alert and go on; OFF: skipped.
+        `challenger`: check the challenger model the same way (its caller decides)."""
         policy = eff.config.acceptance_policy
-        spec = self.model.spec
+        runner = self.challenger.runner if challenger and self.challenger else self._runner
+        spec = runner.model.spec
         if policy == "OFF":
             return None
         if self.acceptance is None:
@@ -185,10 +217,11 @@ class Service(Idle):
                         {"policy": policy, "trigger": trigger})
             return None
         report = acceptance.run(
-            self.acceptance, self._runner.run_one, self._limits_of(eff),
+            self.acceptance, runner.run_one, self._limits_of(eff),
             lambda outcome: results.build(outcome, spec, eff.rules, self.thing_name,
                                           self.provenance))
-        what = f"model {spec.name} {spec.version} ({spec.sha256[:12]})"
+        what = (f"{'challenger' if challenger else 'model'} {spec.name} {spec.version} "
+                f"({spec.sha256[:12]})")
         if report.passed:
             log.info("acceptance set passed (%s): %s, %d samples in %.0f ms", trigger, what,
                      report.samples, report.elapsed_ms)
@@ -197,17 +230,84 @@ class Service(Idle):
             log.error("acceptance sample failed: %s", failure)
         message = (f"{what} fails {len(report.failures)} of {report.samples} acceptance "
                    f"samples in {self.acceptance.folder}")
-        details = {**acceptance.summary(report), "policy": policy, "trigger": trigger}
+        details = {**acceptance.summary(report), "policy": policy, "trigger": trigger,
+                   "role": "challenger" if challenger else "champion"}
         if policy == "REQUIRE":
             self._alert("acceptance", ALERT_RAISED, message + "; refused", details)
             raise acceptance.AcceptanceError(
-                message + ("; refused (AcceptancePolicy REQUIRE), not inspecting with it"
+                message + (f"; refused (AcceptancePolicy REQUIRE), not "
+                           f"{'scoring' if challenger else 'inspecting'} with it"
                            if trigger == "start" else
                            "; the configuration update is refused (AcceptancePolicy REQUIRE)"))
         log.warning("%s; used anyway (AcceptancePolicy WARN)", message)
         self._alert("acceptance", ALERT_WARNING, message + "; used anyway (AcceptancePolicy WARN)",
                     details)
         return report
+
+    # -- champion/challenger -----------------------------------------------------------------
+    def _start_challenger(self) -> None:
+        if self.challenger_problem:
+            log.error("no challenger: %s", self.challenger_problem)
+            self._alert("challenger", ALERT_WARNING, f"challenger not used: "
+                        f"{self.challenger_problem}", {})
+        if self.challenger is None or self.challenger_effective is None:
+            return
+        try:
+            self.gate(self.challenger_effective, "start", challenger=True)
+        except acceptance.AcceptanceError as exc:
+            self._drop_challenger(str(exc))
+            return
+        self.challenger.start()
+        spec = self.challenger.model.spec
+        log.info("challenger %s %s (%s) scores %.0f%% of images", spec.name, spec.version,
+                 spec.sha256[:12], self.effective.config.challenger_rate * 100)
+
+    def _drop_challenger(self, why: str) -> None:
+        """The champion goes on alone; said once in the log and on the alerts topic."""
+        challenger, self.challenger = self.challenger, None
+        if challenger is None:
+            return
+        log.error("challenger not used: %s", why)
+        self._alert("challenger", ALERT_WARNING, f"challenger not used: {why}", {})
+        challenger.stop(timeout=1.0)
+
+    def _challenger_limits(self) -> Limits:
+        eff = self.challenger_effective
+        assert eff is not None
+        return Limits(eff.thresholds, region=region.parse(eff.config.inspection_region))
+
+    def _challenger_result(self, outcome: Outcome) -> InspectionResult:
+        challenger, eff = self.challenger, self.challenger_effective
+        assert challenger is not None and eff is not None
+        return results.build(outcome, challenger.model.spec, eff.rules, self.thing_name,
+                             self.provenance)
+
+    def _on_compared(self, champion: InspectionResult, challenger: InspectionResult,
+                     cmp: Comparison, image: Any) -> None:
+        """The challenger's worker: a disagreement becomes a review image with both labels."""
+        config = self.effective.config
+        if cmp.agrees or not config.challenger_topic or not self.disagreement_dir:
+            return
+        path = os.path.join(self.disagreement_dir, annotate.file_name(champion.image_id))
+        try:
+            os.makedirs(self.disagreement_dir, exist_ok=True)
+            if len(os.listdir(self.disagreement_dir)) >= config.max_disagreement_images:
+                self.metrics.count("disagreements_dropped")  # the Uploader is behind
+                return
+            annotate.write_jpeg(path, image)
+        except (OSError, ValueError) as exc:
+            self.metrics.count("disagreements_dropped")
+            log.warning("cannot keep disagreement image %s: %s", champion.image_id, exc)
+            return
+        message = ChallengerDisagreement(
+            image_id=champion.image_id, image_path=path, champion=champion.to_dict(),
+            challenger=challenger.to_dict(), comparison=cmp.to_dict(),
+            thing_name=self.thing_name).to_dict()
+        try:
+            self.ipc.publish_json(config.challenger_topic, message)
+        except Exception as exc:
+            unlink_quietly(path)
+            log.warning("cannot publish disagreement for %s: %s", champion.image_id, exc)
 
     def _alert(self, kind: str, state: str, message: str, details: Dict[str, Any]) -> None:
         eff = self.effective
@@ -243,6 +343,10 @@ class Service(Idle):
         if result.error:
             log.warning("image %s (%s): %s", result.image_id, result.path, result.error)
         self._publish(result)
+        challenger = self.challenger
+        if (challenger is not None and not result.error and outcome.image is not None
+                and random.random() < eff.config.challenger_rate):
+            challenger.offer(outcome, result, self._challenger_limits(), self._challenger_result)
         monitor = self.monitor
         if monitor is not None and not result.error:
             for state, finding in monitor.observe(result.verdict, result.top_score,
@@ -265,12 +369,21 @@ class Service(Idle):
     def _publish_metrics(self) -> Dict[str, Any]:
         eff = self.effective
         message = metrics.snapshot(self.metrics, self.pipeline.pending)
+        challenger = self.challenger
+        if challenger is not None:
+            message["challenger"] = challenger.tally.snapshot(
+                asdict(results.model_info(challenger.model.spec)))
         try:
             if eff.config.metrics_topic:
                 self.ipc.publish_json(eff.config.metrics_topic, message)
         except Exception as exc:
             log.warning("cannot publish metrics: %s", exc)
         self._to_iot_core(eff.config.iot_core_metrics_topic, message)
+        if challenger is not None:  # the challenger's record, to the cloud (report command)
+            self._to_iot_core(eff.config.iot_core_challenger_topic, {
+                key: message[key] for key in ("schema_version", "component", "thing_name",
+                                              "time", "window_s", "challenger")
+                if key in message} | {"champion": asdict(results.model_info(self.model.spec))})
         return message
 
     def _to_iot_core(self, template: str, message: Dict[str, Any]) -> None:

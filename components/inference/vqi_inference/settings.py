@@ -69,6 +69,13 @@ class InferenceConfig:
                                           "must be in [0, 1] (or -1 for the model's reference)")
     alert_interval_s: float = setting("AlertMinIntervalSeconds", 60.0, lambda v: v >= 0,
                                       "must be >= 0")
+    # --- champion/challenger (live; challenger.py) ---------------------------------------------
+    challenger_rate: float = setting("ChallengerSampleRate", 1.0, lambda v: 0 <= v <= 1,
+                                     "must be in [0, 1]")
+    challenger_topic: str = setting("ChallengerTopic", "vqi/challenger")  # "" = no reviews
+    iot_core_challenger_topic: str = setting("IotCoreChallengerTopic", "vqi/{thing}/challenger")
+    max_disagreement_images: int = setting("MaxDisagreementImages", 100,
+                                           lambda v: 0 <= v <= 100000, "must be 0 to 100000")
     # --- detection (live) ----------------------------------------------------------------------
     confidence: float = setting("ConfidenceThreshold", -1.0, _unit_or_unset,
                                 "must be in [0, 1] (or -1 for the model's value)")
@@ -111,6 +118,7 @@ LIVE_FIELDS = frozenset({
     "max_image_bytes", "max_image_pixels", "jpeg_reduced_decode", "inspection_region",
     "recent_ids", "alert_topic", "iot_core_alert_topic", "acceptance_policy", "drift_window",
     "drift_psi", "drift_sigmas", "drift_tolerance", "expected_defect_rate", "alert_interval_s",
+    "challenger_rate", "challenger_topic", "iot_core_challenger_topic", "max_disagreement_images",
 })
 
 

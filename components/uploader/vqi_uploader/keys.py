@@ -11,6 +11,7 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Dict
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=\-]")
 
@@ -42,6 +43,17 @@ class ReviewKeys:
     image: str
     labels: str
     result: str
+
+
+def disagreement_keys(prefix: str, time: str, thing: str, image_id: str) -> Dict[str, str]:
+    """<prefix>/disagreement/<yyyy>/<mm>/<dd>/<thing>/<image_id>.jpg with `.champion.txt`,
+    `.challenger.txt` (YOLO labels of each model) and `.json` (both results) beside it."""
+    when = parse_time(time)
+    parts = [p for p in prefix.strip("/").split("/") if p] + ["disagreement"]
+    parts += [f"{when:%Y}", f"{when:%m}", f"{when:%d}", safe_part(thing), safe_part(image_id)]
+    base = "/".join(parts)
+    return {"image": f"{base}.jpg", "champion": f"{base}.champion.txt",
+            "challenger": f"{base}.challenger.txt", "json": f"{base}.json"}
 
 
 def review_keys(

@@ -7,6 +7,10 @@ For each result (in arrival order, on one worker thread):
 4. one S3 export task per staged file is appended to the export task stream;
 5. the image id is recorded and `vqi/archived` carries the result plus an `archive` object, which
    tells ImageSource that it may complete the image.
+A champion/challenger disagreement (from Inference, on ChallengerTopic) goes through the same
+worker: its image and both label sets are staged under `<prefix>/disagreement/...` and exported;
+nothing is confirmed for it (no camera image waits on it), and the image Inference kept for it
+is deleted once staged.
 A second thread reads the export status stream (see status.py) and resubmits due retries.
 If Stream Manager is unreachable, the worker waits with backoff and nothing is confirmed, so
 ImageSource redelivers; nothing is lost.
@@ -20,18 +24,19 @@ import os
 import queue
 import threading
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from stream_manager import ReadMessagesOptions
 from stream_manager.exceptions import NotEnoughMessagesException
 
+from shared.atomic import unlink_quietly
 from shared.component import Idle
-from shared.messages import InspectionResult, MessageError
+from shared.messages import ChallengerDisagreement, InspectionResult, MessageError
 from shared.metrics import Window
 
 from . import COMPONENT_NAME, labels, selection, streams
 from .journal import HandledIds, OffsetFile
-from .keys import review_keys
+from .keys import disagreement_keys, review_keys
 from .settings import UploaderConfig, parse
 from .smlink import Stopped, StreamManagerLink
 from .staging import Staging, url_path
@@ -53,6 +58,15 @@ STATUS_WAIT_MS = 1000
 # one read per batch instead of one per status is most of the uploader's CPU under a burst.
 STATUS_GATHER_S = 0.25
 SERIES = ("handle",)  # one result: from the worker taking it to its confirmation
+
+
+def _kept_by_inference(path: str) -> bool:
+    """Only a JPEG in a `disagreements` folder is ours to stage and delete: a message naming
+    any other file is refused (accessControl lets only Inference publish here, but a path
+    from a message is never trusted further than its shape)."""
+    return (os.path.isabs(path) and os.path.basename(os.path.dirname(path)) == "disagreements"
+            and path.endswith(".jpg") and os.path.normpath(path) == path
+            and not os.path.islink(path))
 
 
 def append(link: StreamManagerLink, stream: str, data: bytes) -> int:
@@ -92,7 +106,7 @@ class Uploader(Idle):
         )
         self.status_offset = OffsetFile(os.path.join(state, "status.offset"))
         self.stop_event = threading.Event()
-        self.queue: "queue.Queue[Dict[str, Any]]" = queue.Queue(QUEUE_LIMIT)
+        self.queue: "queue.Queue[Tuple[str, Dict[str, Any]]]" = queue.Queue(QUEUE_LIMIT)
         self.metrics = Window(COMPONENT_NAME, self.thing_name)
         self._config_lock = threading.Lock()
         self._ensure_lock = threading.Lock()
@@ -129,6 +143,8 @@ class Uploader(Idle):
             thread.start()
             self._threads.append(thread)
         self.ipc.subscribe_json(self.cfg.result_topic, self.on_result)
+        if self.cfg.challenger_topic:
+            self.ipc.subscribe_json(self.cfg.challenger_topic, self.on_disagreement)
         log.info("uploader started: results %s -> stream %s (Kinesis %s), review images -> %s",
                  self.cfg.result_topic, self.cfg.results_stream,
                  self.cfg.kinesis_stream if self.cfg.kinesis_enabled else "off",
@@ -156,11 +172,25 @@ class Uploader(Idle):
             log.error("ignored a bad result on %s: %s", topic, exc)
             return
         try:
-            self.queue.put_nowait(message)
+            self.queue.put_nowait(("result", message))
         except queue.Full:
             # Safe to drop: unconfirmed images are redelivered by ImageSource.
             self.metrics.count("dropped_queue_full")
             log.warning("result queue full; %s will be redelivered", message.get("image_id"))
+
+    def on_disagreement(self, message: Any, topic: str) -> None:
+        """IPC thread: a challenger disagreement to send for review (dropped when the queue is
+        full: it is a sample, not a result)."""
+        try:
+            ChallengerDisagreement.from_dict(message)
+        except (MessageError, TypeError, ValueError) as exc:
+            self.metrics.count("invalid")
+            log.error("ignored a bad disagreement on %s: %s", topic, exc)
+            return
+        try:
+            self.queue.put_nowait(("disagreement", message))
+        except queue.Full:
+            self.metrics.count("disagreements_dropped")
 
     def reconfigure(self, raw: Dict[str, Any]) -> None:
         """Apply a live configuration update, or raise ConfigError and keep the previous one."""
@@ -180,11 +210,14 @@ class Uploader(Idle):
     def _work(self) -> None:
         while not self.stop_event.is_set():
             try:
-                message = self.queue.get(timeout=0.5)
+                kind, message = self.queue.get(timeout=0.5)
             except queue.Empty:
                 continue
             started = time.monotonic()
             try:
+                if kind == "disagreement":
+                    self.handle_disagreement(message)
+                    continue
                 self.handle(message)
                 self.metrics.sample("handle", (time.monotonic() - started) * 1000.0)
             except Stopped:
@@ -246,6 +279,51 @@ class Uploader(Idle):
         self.handled.add(result.image_id, archive)
         self._confirm(message, archive)
         return archive
+
+    def handle_disagreement(self, message: Dict[str, Any]) -> Optional[str]:
+        """Stage and export one disagreement; returns its image's S3 key (None if not sent)."""
+        item = ChallengerDisagreement.from_dict(message)
+        cfg = self.cfg
+        handled_id = f"challenger:{item.image_id}"
+        source = item.image_path
+        if not _kept_by_inference(source):
+            self.metrics.count("invalid")
+            log.error("disagreement %s names %s, which is not an image Inference kept for "
+                      "review; ignored", item.image_id, source)
+            return None
+        if self.handled.get(handled_id) is not None or not cfg.review_enabled:
+            unlink_quietly(source)
+            return None
+        champion = InspectionResult.from_dict(item.champion)
+        challenger = InspectionResult.from_dict(item.challenger)
+        thing = item.thing_name or self.thing_name
+        keys = disagreement_keys(cfg.s3_prefix, item.time, thing, item.image_id)
+        sidecars = [
+            (labels.yolo_labels(champion.detections, champion.image_width,
+                                champion.image_height), keys["champion"]),
+            (labels.yolo_labels(challenger.detections, challenger.image_width,
+                                challenger.image_height), keys["challenger"]),
+            (json.dumps(message, separators=(",", ":"), ensure_ascii=False), keys["json"]),
+        ]
+        try:
+            staged = self.staging.stage_files(handled_id, source, keys["image"], sidecars)
+        except FileNotFoundError:
+            self.metrics.count("review_missing_image")
+            log.warning("disagreement image %s is gone (%s)", item.image_id, source)
+            return None
+        metadata = {"vqi-image-id": item.image_id, "vqi-reason": "disagreement",
+                    "vqi-thing": thing, "vqi-champion": champion.verdict,
+                    "vqi-challenger": challenger.verdict}
+        entries = self.tracker.new_entries(staged, cfg.s3_bucket, handled_id, metadata)
+        tasks = [task_payload(entry) for entry in entries]
+        self.tracker.record(entries)
+        for task in tasks:
+            append(self.results_link, cfg.export_stream, task)
+        self.handled.add(handled_id, {"review": True, "reason": "disagreement",
+                                      "s3_key": keys["image"], "s3_bucket": cfg.s3_bucket})
+        unlink_quietly(source)  # the staged copy is ours now
+        self.metrics.count("disagreements_staged")
+        return keys["image"]
 
     def _confirm(self, message: Dict[str, Any], archive: Dict[str, Any]) -> None:
         try:

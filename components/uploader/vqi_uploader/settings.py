@@ -46,6 +46,8 @@ class UploaderConfig:
     result_topic: str = setting("ResultTopic", "vqi/results", bool, "must not be empty")
     ready_topic: str = setting("ReadyTopic", "vqi/ready")  # "" = no readiness announcement
     archived_topic: str = setting("ArchivedTopic", "vqi/archived", bool, "must not be empty")
+    # champion/challenger disagreements from Inference: reviewed with both label sets; "" = off
+    challenger_topic: str = setting("ChallengerTopic", "vqi/challenger")
     metrics_topic: str = setting("MetricsTopic", "vqi/metrics")
     metrics_interval_s: float = setting("MetricsIntervalSeconds", 60.0, _positive, "must be > 0")
     thing_name: str = setting("ThingName", "")

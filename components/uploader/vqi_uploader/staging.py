@@ -12,7 +12,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List
+from typing import List, Tuple
 from urllib.parse import unquote, urlparse
 
 from shared.atomic import fsync_dir, write_atomic
@@ -74,24 +74,28 @@ class Staging:
         self, image_id: str, image_path: str, image_key: str, labels: str, labels_key: str,
         result_json: str, result_key: str,
     ) -> List[StagedFile]:
-        """Stage image + sidecars; raises FileNotFoundError when the image is gone."""
+        """Stage image + labels + result; raises FileNotFoundError when the image is gone."""
+        return self.stage_files(image_id, image_path, image_key,
+                                [(labels, labels_key), (result_json, result_key)])
+
+    def stage_files(self, image_id: str, image_path: str, image_key: str,
+                    sidecars: List[Tuple[str, str]]) -> List[StagedFile]:
+        """Stage an image and text sidecars (text, key); FileNotFoundError when the image is
+        gone."""
         folder = self.folder(image_id)
         os.makedirs(folder, exist_ok=True)
         image_target = os.path.join(folder, os.path.basename(image_key))
         link_or_copy(image_path, image_target)
-        labels_target = os.path.join(folder, os.path.basename(labels_key))
-        result_target = os.path.join(folder, os.path.basename(result_key))
-        write_atomic(labels_target, labels)
-        write_atomic(result_target, result_json)
+        staged = [StagedFile(image_target, image_key)]
+        for text, key in sidecars:
+            target = os.path.join(folder, os.path.basename(key))
+            write_atomic(target, text)
+            staged.append(StagedFile(target, key))
         # The result is confirmed next, and ImageSource may then delete its image: the staged
         # names must already survive a power cut (the folder's entries, and the folder itself).
         fsync_dir(folder)
         fsync_dir(self.root)
-        return [
-            StagedFile(image_target, image_key),
-            StagedFile(labels_target, labels_key),
-            StagedFile(result_target, result_key),
-        ]
+        return staged
 
     def remove(self, path: str) -> None:
         """Delete one staged file and its folder once empty."""

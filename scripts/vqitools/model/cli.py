@@ -113,11 +113,37 @@ def _reference(a: argparse.Namespace) -> int:
 
 
 def _package(a: argparse.Namespace) -> int:
-    from vqitools.model.package import package
+    from vqitools.model.package import add_challenger, package
 
-    dest = package(Path(a.model_dir), Path(a.component), version=a.version)
-    print(f"packaged into {dest}")
+    if a.model_dir is None and a.challenger is None:
+        print("package: give --model-dir (the champion), --challenger, or both",
+              file=sys.stderr)
+        return 2
+    if a.model_dir is not None:
+        dest = package(Path(a.model_dir), Path(a.component), version=a.version)
+        print(f"packaged into {dest}")
+    if a.challenger is not None:
+        meta = add_challenger(Path(a.challenger), Path(a.component))
+        print(f"challenger {meta['name']} {meta['version']} ({meta['sha256'][:12]}) packaged "
+              f"beside the champion")
     return 0
+
+
+def _promote(a: argparse.Namespace) -> int:
+    from vqitools.model.package import promote
+
+    meta = promote(Path(a.component), version=a.version)
+    print(f"promoted: the champion is now {meta['name']} {meta['version']} "
+          f"({meta['sha256'][:12]}); run `scripts/model reference` for its drift reference")
+    return 0
+
+
+def _challenger_report(a: argparse.Namespace) -> int:
+    from vqitools.model.challenger_report import report, summary_lines
+
+    body = report(Path(a.root))
+    print(json.dumps(body, indent=2) if a.json else "\n".join(summary_lines(body)))
+    return 0 if body["windows"] else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,10 +251,24 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(fn=_reference)
 
     k = sub.add_parser("package", help="copy an exported model into components/model")
-    k.add_argument("--model-dir", required=True)
+    k.add_argument("--model-dir", default=None, help="the champion (exported model folder)")
+    k.add_argument("--challenger", default=None, metavar="DIR",
+                   help="an exported model to carry beside the champion as its challenger")
     k.add_argument("--component", default=str(MODEL_COMPONENT))
     k.add_argument("--version", default=None, help="new model/component version")
     k.set_defaults(fn=_package)
+
+    pr = sub.add_parser("promote", help="make the component's challenger its champion")
+    pr.add_argument("--component", default=str(MODEL_COMPONENT))
+    pr.add_argument("--version", default=None, help="new model/component version")
+    pr.set_defaults(fn=_promote)
+
+    cr = sub.add_parser("challenger-report",
+                        help="a challenger's record from what the cloud received "
+                             "(locally: a runtime root's cloud/ folder)")
+    cr.add_argument("--root", required=True, help="runtime root (holding cloud/)")
+    cr.add_argument("--json", action="store_true")
+    cr.set_defaults(fn=_challenger_report)
     return p
 
 

@@ -135,3 +135,67 @@ def record_metrics(model_dir: Path, key: str, result: dict) -> None:
             meta["metrics"][key]["split_rule"] = d["rule"]
     path.write_text(json.dumps(meta, indent=2) + "\n")
     refresh_docs(Path(model_dir), meta)
+
+
+# ----- champion/challenger -------------------------------------------------------------------
+CHALLENGER = "challenger"
+_SAMPLES_ARTIFACT = ("      - URI: s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/samples.zip\n"
+                     "        Unarchive: ZIP\n")
+_CHALLENGER_ARTIFACT = ("      - URI: s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/"
+                        "challenger.zip\n        Unarchive: ZIP\n")
+
+
+def _recipe_challenger(recipe: Path, present: bool) -> None:
+    """List challenger.zip among the artifacts (after samples.zip), or take it out."""
+    text = recipe.read_text()
+    has = _CHALLENGER_ARTIFACT in text
+    if present and not has:
+        if _SAMPLES_ARTIFACT not in text:
+            raise ValueError(f"{recipe}: no samples.zip artifact to put challenger.zip after")
+        text = text.replace(_SAMPLES_ARTIFACT, _SAMPLES_ARTIFACT + _CHALLENGER_ARTIFACT, 1)
+    elif not present and has:
+        text = text.replace(_CHALLENGER_ARTIFACT, "", 1)
+    recipe.write_text(text)
+
+
+def add_challenger(challenger_dir: Path, component: Path) -> dict:
+    """Verify an exported model and put it beside the champion as the component's challenger
+    (components/model/challenger/, artifact challenger.zip): Inference scores live images with
+    it silently, and only the champion acts."""
+    challenger_dir, component = Path(challenger_dir), Path(component)
+    verifier = _verifier(component)
+    try:
+        meta = verifier.verify(challenger_dir)
+    except verifier.ModelInvalid as exc:
+        raise ValueError(f"refusing {challenger_dir} as a challenger: {exc}") from exc
+    folder = component / CHALLENGER
+    if folder.resolve() != challenger_dir.resolve():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        shutil.copy2(challenger_dir / meta["onnx_file"], folder / "model.onnx")
+    meta["onnx_file"] = "model.onnx"
+    (folder / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    verifier.verify(folder)
+    if (component / "recipe.yaml").exists():
+        _recipe_challenger(component / "recipe.yaml", True)
+    return meta
+
+
+def promote(component: Path, version: str | None = None) -> dict:
+    """Make the challenger the champion: its model replaces model.onnx/model.json, the
+    challenger folder and artifact go. The acceptance set stays; the drift reference belonged
+    to the old model, so it is dropped (recompute it with `scripts/model reference`)."""
+    component = Path(component)
+    folder = component / CHALLENGER
+    if not (folder / "model.json").is_file():
+        raise ValueError(f"no challenger to promote in {folder}")
+    verifier = _verifier(component)
+    meta = verifier.verify(folder)
+    meta.pop("reference", None)
+    shutil.copy2(folder / "model.onnx", component / "model.onnx")
+    (component / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    shutil.rmtree(folder)
+    if (component / "recipe.yaml").exists():
+        _recipe_challenger(component / "recipe.yaml", False)
+    package(component, component, version)  # the version, the checks and the docs, once
+    return json.loads((component / "model.json").read_text())
