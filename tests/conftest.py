@@ -60,3 +60,25 @@ def assert_valid_metrics() -> Callable[[Dict[str, Any]], None]:
         assert not errors, "; ".join(f"{list(e.path)}: {e.message}" for e in errors)
 
     return check
+
+
+@pytest.fixture(scope="session")
+def assert_valid_message() -> Callable[[str, Dict[str, Any]], None]:
+    """`check(schema_file, message)` against shared/schemas/<schema_file>; references between
+    the schemas (a disagreement holds two results) resolve by their `$id`."""
+    import jsonschema
+    from referencing import Registry, Resource
+
+    folder = Path(__file__).resolve().parents[1] / "shared" / "schemas"
+    schemas = {p.name: json.loads(p.read_text()) for p in folder.glob("*.schema.json")}
+    registry = Registry().with_resources(
+        (s["$id"], Resource.from_contents(s)) for s in schemas.values())
+
+    def check(name: str, message: Dict[str, Any]) -> None:
+        jsonschema.Draft202012Validator.check_schema(schemas[name])
+        validator = jsonschema.Draft202012Validator(
+            schemas[name], registry=registry, format_checker=jsonschema.FormatChecker())
+        errors = sorted(validator.iter_errors(message), key=lambda e: list(e.path))
+        assert not errors, "; ".join(f"{list(e.path)}: {e.message}" for e in errors)
+
+    return check

@@ -112,6 +112,8 @@ def test_a_model_that_fails_its_acceptance_set_is_rolled_back_and_nothing_is_los
                  or r["model"]["version"] == BAD_VERSION}
         assert not wrong, wrong
         assert sorted(got) == sorted(names)
+        # ImageSource moves an image to done/ just after its result is stored
+        wait(lambda: len(archived(root)) >= len(names), 60, "every image archived")
         assert sorted(archived(root)) == sorted(names)  # each exactly once
         refused = [a for a in cloud_alerts(root) if a["model"]["version"] == BAD_VERSION]
         assert refused and {a["state"] for a in refused} == {"RAISED"}

@@ -67,12 +67,13 @@ def test_the_shipped_model_passes_its_acceptance_set(gated: LocalRuntime, shippe
 
 
 def test_a_model_that_flips_verdicts_is_refused_before_its_first_image(
-        gated: LocalRuntime, blind) -> None:
+        gated: LocalRuntime, blind, assert_valid_message) -> None:
     obs = gated.observer(ALERTS, "vqi/results")
     svc = service(gated, blind)
     with pytest.raises(acceptance.AcceptanceError, match="fails 6 of 10 acceptance samples"):
         svc.start()
     (alert,) = alerts(gated, 1)
+    assert_valid_message("alert.schema.json", gated.collector.messages[ALERTS][0])
     assert (alert.kind, alert.state, alert.details["policy"]) == ("acceptance", "RAISED",
                                                                   "REQUIRE")
     assert alert.details["failed"] == 6 and alert.model.sha256 == blind.spec.sha256

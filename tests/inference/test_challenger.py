@@ -72,11 +72,14 @@ def rig(tmp_path: Path):
     rt.close()
 
 
-def test_a_challenger_identical_to_the_champion_agrees_completely(rig) -> None:
+def test_a_challenger_identical_to_the_champion_agrees_completely(
+        rig, assert_valid_metrics) -> None:
     rt, start, feed = rig
     service = start(load(SHIPPED))
     feed(service)
-    window = service._publish_metrics()["challenger"]
+    message = service._publish_metrics()
+    assert_valid_metrics(message)
+    window = message["challenger"]
     assert window["images"] == len(IMAGES) and window["skipped"] == 0
     assert window["verdict_agreement"] == 1.0 and window["detection_agreement"] == 1.0
     assert window["disagreements"] == 0 and window["score_delta"]["max"] == 0.0
@@ -87,14 +90,16 @@ def test_a_challenger_identical_to_the_champion_agrees_completely(rig) -> None:
 
 
 def test_only_the_champion_acts_and_each_disagreement_is_sent_with_both_results(
-        rig, blind) -> None:
+        rig, blind, assert_valid_message) -> None:
     rt, start, feed = rig
     service = start(blind, AcceptancePolicy="WARN")  # the blind one fails the gate: kept, warned
     feed(service)
     verdicts = {r["image_id"]: r["verdict"] for r in rt.collector.messages["vqi/results"]}
     assert sorted(verdicts.values()).count("DEFECT") == 6  # the champion's verdicts
-    sent = [ChallengerDisagreement.from_dict(m)
-            for m in rt.collector.wait("vqi/challenger", 6, timeout=10)]
+    raw = rt.collector.wait("vqi/challenger", 6, timeout=10)
+    for message in raw:
+        assert_valid_message("challenger-disagreement.schema.json", message)
+    sent = [ChallengerDisagreement.from_dict(m) for m in raw]
     assert len(sent) == 6
     for item in sent:
         assert item.champion["verdict"] == "DEFECT" and item.challenger["verdict"] == "OK"

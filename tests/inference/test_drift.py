@@ -79,7 +79,7 @@ def line(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
-def served(line):
+def served(line, assert_valid_message):
     rt = LocalRuntime(configuration={**recipe_configuration(), "AcceptancePolicy": "OFF",
                                      "DriftWindowImages": WINDOW, "AlertMinIntervalSeconds": 0})
     ipc = rt.client(INFERENCE)
@@ -103,6 +103,8 @@ def served(line):
             got = [(a["kind"], a["state"])
                    for a in list(rt.collector.messages.get(ALERTS, []))[before:]]
             if (expect in got) or time.monotonic() > deadline:
+                for alert in list(rt.collector.messages.get(ALERTS, []))[before:]:
+                    assert_valid_message("alert.schema.json", alert)
                 return got
             time.sleep(0.05)
 
@@ -115,8 +117,9 @@ def test_a_normal_window_raises_nothing(served, line) -> None:
     assert served(line["normal"]) == []
 
 
-@pytest.mark.parametrize(("images", "kind"), [("dark", "brightness"), ("blurred", "sharpness"),
-                                             ("burst", "defect_rate")])
+@pytest.mark.parametrize(("images", "kind"), [("dark", "brightness"), ("dark", "contrast"),
+                                             ("blurred", "sharpness"), ("burst", "defect_rate"),
+                                             ("burst", "score_shift")])
 def test_an_abnormal_window_raises_its_alarm_and_a_normal_one_clears_it(served, line, images,
                                                                          kind) -> None:
     assert served(line["normal"]) == []

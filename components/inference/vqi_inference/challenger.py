@@ -1,9 +1,11 @@
 """Champion/challenger on the device: a second model scores live images silently.
 
 Only the champion's verdict acts. After a champion result is published, the image the champion
-decoded is offered to the challenger's one worker thread (one intra-op thread, nice +10, a queue
-of `QUEUE` images). When the worker is busy the image is skipped and counted, so the challenger
-never holds a champion result back and takes at most one core's spare time.
+decoded is offered to the challenger's one worker thread (one intra-op thread, a queue of `QUEUE`
+images). The thread runs under SCHED_IDLE (nice 19 where that is refused): it gets a core only
+when nothing else of the device wants it. When the worker is busy the image is skipped and
+counted, so the challenger never holds a champion result back and uses only spare CPU; under a
+sustained burst it scores fewer images, never slows the line.
 
 Each pair of results is compared (`compare`): verdicts, detections per class matched greedily
 by score at IoU >= 0.5 (both, champion only, challenger only), the score change of matched pairs,
@@ -34,7 +36,7 @@ log = logging.getLogger(__name__)
 
 MATCH_IOU = 0.5
 QUEUE = 4
-NICE = 10
+NICE = 19  # when SCHED_IDLE is refused
 _STOP = object()
 
 
@@ -141,6 +143,22 @@ class Tally:
         return body
 
 
+def lower_priority() -> str:
+    """Put the calling thread below everything else (Linux takes a thread id for these)."""
+    tid = threading.get_native_id()
+    try:
+        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+        return "SCHED_IDLE"
+    except (AttributeError, OSError):
+        pass
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, NICE)
+        return f"nice {NICE}"
+    except (AttributeError, OSError) as exc:
+        log.info("challenger thread keeps normal priority: %s", exc)
+        return "normal"
+
+
 OnCompared = Callable[[InspectionResult, InspectionResult, Comparison, np.ndarray], None]
 
 
@@ -182,10 +200,7 @@ class Challenger:
         return True
 
     def _loop(self) -> None:
-        try:  # below the champion's threads: Linux takes a thread id here
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
-        except (AttributeError, OSError) as exc:
-            log.info("challenger thread keeps normal priority: %s", exc)
+        lower_priority()
         buffer = self.runner.new_buffer()
         while True:
             item = self._queue.get()

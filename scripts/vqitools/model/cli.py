@@ -80,7 +80,8 @@ def _quantize(a: argparse.Namespace) -> int:
     from vqitools.model.quantize import quantize
 
     report = quantize(Path(a.model_dir), Path(a.out), Path(a.calib), Path(a.data),
-                      split=a.split, n_calib=a.n_calib, max_map50_drop=a.max_map50_drop)
+                      split=a.split, n_calib=a.n_calib, max_map50_drop=a.max_map50_drop,
+                      method=a.method, write_refused=a.write_refused)
     print(json.dumps(report, indent=2))
     return 0 if report["accepted"] else 3
 
@@ -225,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--split", default="val", help="split of --data to compare mAP on")
     q.add_argument("--n-calib", type=int, default=64)
     q.add_argument("--max-map50-drop", type=float, default=0.02)
+    q.add_argument("--method", choices=("minmax", "percentile", "entropy"), default="minmax",
+                   help="activation calibration (default minmax)")
+    q.add_argument("--write-refused", action="store_true",
+                   help="write the int8 model even when the mAP guard refuses it (marked "
+                        "accepted: false), e.g. to score it as a challenger")
     q.set_defaults(fn=_quantize)
 
     v = sub.add_parser("evaluate", help="mAP of an exported model on the device's detection path")
