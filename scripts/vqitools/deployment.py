@@ -13,15 +13,18 @@ names: resetting the nucleus's whole configuration would wipe the device's endpo
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import yaml
 
 from localgg.builtins import BUILTIN_DEFAULTS, NUCLEUS, STREAM_MANAGER
-from vqitools.build import REPO_ROOT, find_recipe, load_recipe
+from localgg.runtime import resolve_configuration
+from vqitools.build import REPO_ROOT, find_recipe, load_gdk_config, load_recipe
 from vqitools.publish import published_version
 
 COMPONENTS_DIR = REPO_ROOT / "components"
@@ -29,6 +32,15 @@ DEFAULT_STREAM_MANAGER_VERSION = "2.2.1"
 RESET_ALL = [""]
 SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
 TARGET_ARN = re.compile(r"^arn:aws[a-z-]*:iot:[a-z0-9-]+:\d{12}:(thing|thinggroup)/[\w:.-]+$")
+# CreateDeployment's enums (the API refuses anything else, case included).
+FAILURE_POLICIES = ("ROLLBACK", "DO_NOTHING")
+# Each component's own configuration loader: the deployment's merged configuration must pass it,
+# or the component fails on every device (ERRORED, BROKEN, the deployment rolled back).
+LOADERS = {
+    "com.example.vqi.ImageSource": ("image-source", "vqi_image_source.settings"),
+    "com.example.vqi.Inference": ("inference", "vqi_inference.settings"),
+    "com.example.vqi.Uploader": ("uploader", "vqi_uploader.settings"),
+}
 
 
 class SiteError(ValueError):
@@ -113,10 +125,16 @@ def deployment_document(
             "arn:aws:iot:eu-west-1:123456789012:thinggroup/line-3"
         )
     known = recipes(components_dir)
+    check_region(target, known)
+    policy = str(site.get("failureHandlingPolicy", "ROLLBACK"))
+    if policy not in FAILURE_POLICIES:
+        raise SiteError(f"failureHandlingPolicy: {policy!r} is not one the API accepts; allowed: "
+                        f"{', '.join(FAILURE_POLICIES)} (upper case)")
+    updates = configuration_updates(site, known)
+    check_values(updates, known, components_dir)
     versions = resolve_versions(site, known, version_overrides or {})
     versions[STREAM_MANAGER] = str(site.get("streamManagerVersion",
                                             DEFAULT_STREAM_MANAGER_VERSION))
-    updates = configuration_updates(site, known)
     if NUCLEUS in updates:
         if not SEMVER.match(str(site.get("nucleusVersion", ""))):
             raise SiteError(f"configuration for {NUCLEUS} needs nucleusVersion: the version "
@@ -136,12 +154,50 @@ def deployment_document(
         "deploymentName": str(site.get("deploymentName") or f"vqi-{target.rsplit('/', 1)[-1]}"),
         "components": components,
         "deploymentPolicies": {
-            "failureHandlingPolicy": str(site.get("failureHandlingPolicy", "ROLLBACK")),
+            "failureHandlingPolicy": policy,
             "componentUpdatePolicy": {"timeoutInSeconds": 120, "action": "NOTIFY_COMPONENTS"},
             "configurationValidationPolicy": {"timeoutInSeconds": 60},
         },
         "tags": {"product": "vqi"},
     }
+
+
+def check_region(target: str, known: Dict[str, Dict[str, Any]]) -> None:
+    """Greengrass components are regional: a deployment resolves them in its target's region,
+    so it must be the region GDK publishes to (gdk-config.json publish.region)."""
+    region = target.split(":")[3]
+    published = {load_gdk_config(r["_folder"])[1]["publish"].get("region") for r in known.values()}
+    if published != {region}:
+        raise SiteError(
+            f"targetArn is in {region}, but the components are published to "
+            f"{', '.join(sorted(str(p) for p in published))} (gdk-config.json publish.region): "
+            f"the deployment could not resolve them. Target a thing or group in "
+            f"{', '.join(sorted(str(p) for p in published))} (aws greengrassv2 create-deployment "
+            f"--region {sorted(str(p) for p in published)[0]}), or publish to {region}")
+
+
+def check_values(updates: Dict[str, Dict[str, Any]], known: Dict[str, Dict[str, Any]],
+                 components_dir: Path = COMPONENTS_DIR) -> None:
+    """Run each component's own configuration loader on what the device will hold after the
+    deployment (recipe defaults, reset, merge: localgg's model of the nucleus's merge)."""
+    for name, (folder, module_name) in LOADERS.items():
+        if name not in known:
+            continue
+        for path in (str(REPO_ROOT), str(components_dir / folder)):  # shared/, the package
+            if path not in sys.path:
+                sys.path.insert(0, path)
+        module = importlib.import_module(module_name)
+        defaults = known[name].get("ComponentConfiguration", {}).get("DefaultConfiguration", {})
+        merged = resolve_configuration(None, defaults, updates.get(name))
+        try:
+            config = module.parse(merged)
+            if name == "com.example.vqi.Inference":
+                from vqi_inference.model import read_spec
+
+                module.resolve(config, read_spec(str(components_dir / "model")))
+        except (ValueError, TypeError) as exc:  # ConfigError, ModelError-free checks
+            raise SiteError(f"configuration of {name}: {exc} (its own loader refuses this; "
+                            "every device would fail to start it)") from None
 
 
 def configuration_updates(site: Dict[str, Any],

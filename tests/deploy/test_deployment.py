@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -109,3 +110,55 @@ def test_the_cli_writes_the_document(tmp_path):
     subprocess.run([str(REPO / "scripts/make-deployment"), str(EXAMPLE), "-o", str(out)],
                    check=True, capture_output=True)
     assert set(json.loads(out.read_text())["components"]) >= NAMES
+
+
+def test_a_target_in_another_region_than_the_published_components_is_refused():
+    with pytest.raises(SiteError, match=r"targetArn is in eu-west-1, but the components are "
+                                        r"published to us-east-1.*--region us-east-1"):
+        deployment_document(site(targetArn="arn:aws:iot:eu-west-1:123456789012:thinggroup/x"))
+
+
+@pytest.mark.parametrize("policy", ["rollback", "ROLL_BACK", "NONE"])
+def test_a_failure_policy_the_api_refuses_is_refused_with_the_allowed_values(policy):
+    with pytest.raises(SiteError, match=r"failureHandlingPolicy: .* allowed: ROLLBACK, "
+                                        r"DO_NOTHING"):
+        deployment_document(site(failureHandlingPolicy=policy))
+
+
+@pytest.mark.parametrize(("component", "key", "value", "words"), [
+    ("com.example.vqi.ImageSource", "CameraId", True, "CameraId=True: expected a string"),
+    ("com.example.vqi.Uploader", "KinesisBatchIntervalMillis", 5,
+     "KinesisBatchIntervalMillis=5: 0 (export at once) or >= 60000"),
+    ("com.example.vqi.Inference", "ConfidenceThreshold", 1.5, "ConfidenceThreshold=1.5"),
+    ("com.example.vqi.Inference", "ClassConfidenceThresholds", {"dent": 0.5}, "dent"),
+])
+def test_a_value_the_components_own_loader_rejects_is_refused(component, key, value, words):
+    with pytest.raises(SiteError, match=f"configuration of {component}: .*{re.escape(words)}"):
+        deployment_document(site(configuration={component: {key: value}}))
+
+
+def test_yaml_on_for_a_string_key_is_caught_from_the_site_file(tmp_path):
+    path = tmp_path / "site.yaml"
+    path.write_text(EXAMPLE.read_text().replace("    ImageTopic: vqi/images",
+                                                "    ImageTopic: vqi/images\n    CameraId: on"))
+    done = subprocess.run([str(REPO / "scripts/make-deployment"), str(path), "--check"],
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "CameraId=True: expected a string" in done.stderr
+
+
+def test_check_validates_without_writing(tmp_path):
+    done = subprocess.run([str(REPO / "scripts/make-deployment"), str(EXAMPLE), "--check"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0 and "is a valid deployment of 5 components" in done.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_example_site_is_valid_createdeployment_input_for_botocore():
+    """botocore's own ParamValidator on the greengrassv2 CreateDeployment input shape."""
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    model = botocore.session.get_session().get_service_model("greengrassv2")
+    shape = model.operation_model("CreateDeployment").input_shape
+    report = ParamValidator().validate(deployment_document(load_site(EXAMPLE)), shape)
+    assert not report.has_errors(), report.generate_report()
