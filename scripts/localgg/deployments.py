@@ -38,10 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from localgg.authz import Authorizer, PolicyError
 from localgg.builtins import BUILTIN_DEFAULTS, NUCLEUS, truthy
 from localgg.deploy import DeployError, component_paths, deploy_component
 from localgg.interpolate import ComponentPaths, interpolate_tree
 from localgg.recipes import ComponentRecipe, RecipeError, discover, start_order
+from localgg.runtime import build_spec
 from localgg.supervisor import READY_STATES, State, utc_stamp
 
 if TYPE_CHECKING:
@@ -175,6 +177,13 @@ def plan_deployment(runtime: LocalRuntime, document: Any,
         for recipe in recipes:
             ctx = runtime._context(recipe, paths, configurations, system_only=True)
             configurations[recipe.name] = interpolate_tree(configurations[recipe.name], ctx)
+    for recipe in recipes:  # what the nucleus would refuse, refused before anything changes
+        try:
+            Authorizer(configurations[recipe.name].get("accessControl"))
+            build_spec(recipe, runtime._context(recipe, paths, configurations), paths[recipe.name],
+                       {})
+        except (PolicyError, RecipeError, ValueError, TypeError) as exc:
+            raise NoStateChange(f"{recipe.name} {recipe.version}: {exc}") from None
     return Plan(recipes, configurations, paths), policy
 
 
@@ -203,6 +212,12 @@ def apply_plan(runtime: LocalRuntime, plan: Plan) -> list[str]:
         if reinstall or spec != old:
             changes.append((spec, reinstall))
         runtime.specs[recipe.name] = spec
+    # A HARD dependent left INSTALLED behind a BROKEN dependency starts again with it.
+    replaced = {spec.name for spec, _ in changes}
+    for recipe in plan.recipes:
+        deps = {d.name for d in recipe.dependencies if d.dependency_type == "HARD"}
+        if recipe.name in supervisor.blocked() and recipe.name not in replaced and deps & replaced:
+            changes.append((runtime.specs[recipe.name], False))
     runtime.recipes = list(plan.recipes)
     runtime.paths = dict(plan.paths)
     runtime.set_configurations(plan.configurations)
@@ -221,7 +236,8 @@ def wait_for_services(runtime: LocalRuntime, tracked: set[str]) -> str | None:
 
     def decided(snapshot: dict[str, Any]) -> bool:
         states = [snapshot[n].state for n in tracked]
-        return State.BROKEN in states or all(s in READY_STATES for s in states)
+        return (State.BROKEN in states or bool(tracked & supervisor.blocked())
+                or all(s in READY_STATES for s in states))
 
     while not supervisor.wait_until(decided, 1.0):
         if runtime.stopping:
@@ -230,6 +246,8 @@ def wait_for_services(runtime: LocalRuntime, tracked: set[str]) -> str | None:
     for name in sorted(tracked):
         if snapshot[name].state == State.BROKEN:
             return f"Service {name} in broken state after deployment: {snapshot[name].message}"
+    for name in sorted(tracked & supervisor.blocked()):
+        return f"Service {name} cannot start: {snapshot[name].message}"
     return None
 
 
@@ -296,10 +314,13 @@ def run_deployment(runtime: LocalRuntime, document: Any, components_dir: Path | 
         previous = current_plan(runtime)
         broken_before = {n for n, s in runtime.supervisor.snapshot().items()
                          if s.state == State.BROKEN}
-        changed = apply_plan(runtime, plan)
-        event("IN_PROGRESS", f"applied; changed {changed or 'nothing'}; waiting for "
-                             f"{sorted(r.name for r in plan.recipes)}")
-        failure = wait_for_services(runtime, {r.name for r in plan.recipes})
+        try:
+            changed = apply_plan(runtime, plan)
+            event("IN_PROGRESS", f"applied; changed {changed or 'nothing'}; waiting for "
+                                 f"{sorted(r.name for r in plan.recipes)}")
+            failure = wait_for_services(runtime, {r.name for r in plan.recipes})
+        except Exception as exc:  # a runtime bug must still end in a state and a rollback
+            failure = f"applying the deployment failed: {exc!r}"
         if failure is None:
             event("SUCCEEDED", "all components RUNNING or FINISHED", "SUCCESSFUL")
             return record.body
@@ -310,9 +331,12 @@ def run_deployment(runtime: LocalRuntime, document: Any, components_dir: Path | 
             return record.body
         event("IN_PROGRESS", f"{failure}; rolling back to "
                              f"{ {r.name: r.version for r in previous.recipes} }")
-        apply_plan(runtime, previous)
-        tracked = {r.name for r in previous.recipes} - broken_before
-        rollback_failure = wait_for_services(runtime, tracked)
+        try:
+            apply_plan(runtime, previous)
+            tracked = {r.name for r in previous.recipes} - broken_before
+            rollback_failure = wait_for_services(runtime, tracked)
+        except Exception as exc:
+            rollback_failure = f"applying the rollback failed: {exc!r}"
         if rollback_failure is None:
             event("FAILED", f"{failure}; rolled back", "FAILED_ROLLBACK_COMPLETE")
         else:

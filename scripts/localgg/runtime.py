@@ -314,6 +314,7 @@ class LocalRuntime:
         # store): a rollback or a later deployment returns to one without its build folder.
         self.store: dict[tuple[str, str], ComponentRecipe] = {}
         self.deploy_lock = threading.Lock()  # one deployment at a time, as DeploymentService
+        self._save_lock = threading.Lock()
 
     # -- setup --
     def _load(self) -> list[ComponentRecipe]:
@@ -472,12 +473,13 @@ class LocalRuntime:
         return configurations
 
     def _save_configuration(self, configurations: dict[str, dict[str, Any]]) -> None:
-        self._configurations = copy.deepcopy(configurations)
-        body = {**self._held, **configurations}
-        tmp = self._config_file().with_suffix(".tmp")
-        tmp.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o600)
-        tmp.replace(self._config_file())
+        with self._save_lock:  # the main loop and a deployment's thread both save
+            self._configurations = copy.deepcopy(configurations)
+            body = {**self._held, **configurations}
+            tmp = self._config_file().with_suffix(".tmp")
+            tmp.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            os.chmod(tmp, 0o600)
+            tmp.replace(self._config_file())
 
     def configurations(self) -> dict[str, dict[str, Any]]:
         """Every component's configuration as last deployed or saved (builtins included)."""
@@ -492,8 +494,9 @@ class LocalRuntime:
         return self._stopped
 
     def save_configuration(self) -> None:
-        """Persist what components changed over IPC (the nucleus keeps config.tlog)."""
-        if self.ipc is None:
+        """Persist what components changed over IPC (the nucleus keeps config.tlog); a
+        deployment in progress saves its own."""
+        if self.ipc is None or self.deploy_lock.locked():
             return
         current = copy.deepcopy(self._configurations)
         for recipe in self.recipes:

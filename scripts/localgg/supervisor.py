@@ -295,6 +295,11 @@ class Supervisor:
                 self._cond.wait(left)
             return True
 
+    def blocked(self) -> set[str]:
+        """Components left INSTALLED because a HARD dependency will never be ready."""
+        with self._cond:
+            return set(self._blocked)
+
     def settled(self, statuses: dict[str, ComponentStatus]) -> bool:
         """Every component RUNNING, FINISHED, BROKEN or INSTALLED behind a broken HARD dependency.
 
@@ -345,13 +350,15 @@ class Supervisor:
         run it again from `spec`, from Install when `reinstall` (a new version or Install step),
         else from Startup/Run (a changed lifecycle or setEnv), as GenericExternalService's
         configuration listener requests a reinstall or a restart. Error counts are kept, as
-        the nucleus keeps them on the same service (Lifecycle.stateToErroredCount)."""
+        the nucleus keeps them on the same service (Lifecycle.stateToErroredCount), except
+        that reinstalling a BROKEN one clears them (Lifecycle.handleCurrentStateBroken)."""
         name = spec.name
         with self._cond:
             if self._stopping:
                 return
             self._halted.add(name)
             self._cond.notify_all()
+        was_broken = self.status(name).state == State.BROKEN
         self._stop_component(name, final=False)
         thread = self._threads.get(name)
         if thread is not None:
@@ -361,7 +368,10 @@ class Supervisor:
             self._halted.discard(name)
             self._blocked.discard(name)
             self._reported[name] = None
+            if was_broken and reinstall:
+                self._error_times[name].clear()
         self._set(name, State.NEW if reinstall else State.INSTALLED, pid=None,
+                  errors=0 if was_broken and reinstall else self.status(name).errors,
                   message="deployment: " + ("reinstalling" if reinstall else "restarting"))
         self._start_driver(name, installed=not reinstall)
 

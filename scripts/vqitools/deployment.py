@@ -24,7 +24,7 @@ import yaml
 
 from localgg.builtins import BUILTIN_DEFAULTS, NUCLEUS, STREAM_MANAGER
 from localgg.runtime import resolve_configuration
-from vqitools.build import REPO_ROOT, find_recipe, load_gdk_config, load_recipe
+from vqitools.build import REPO_ROOT, BuildError, find_recipe, load_gdk_config, load_recipe
 from vqitools.publish import published_version
 
 COMPONENTS_DIR = REPO_ROOT / "components"
@@ -166,7 +166,11 @@ def check_region(target: str, known: Dict[str, Dict[str, Any]]) -> None:
     """Greengrass components are regional: a deployment resolves them in its target's region,
     so it must be the region GDK publishes to (gdk-config.json publish.region)."""
     region = target.split(":")[3]
-    published = {load_gdk_config(r["_folder"])[1]["publish"].get("region") for r in known.values()}
+    try:
+        published = {load_gdk_config(r["_folder"])[1]["publish"].get("region")
+                     for r in known.values()}
+    except BuildError as exc:
+        raise SiteError(str(exc)) from None
     if published != {region}:
         raise SiteError(
             f"targetArn is in {region}, but the components are published to "
@@ -191,11 +195,17 @@ def check_values(updates: Dict[str, Dict[str, Any]], known: Dict[str, Dict[str, 
         merged = resolve_configuration(None, defaults, updates.get(name))
         try:
             config = module.parse(merged)
-            if name == "com.example.vqi.Inference":
-                from vqi_inference.model import read_spec
+            if name == "com.example.vqi.Inference":  # against this checkout's model.json
+                from vqi_inference.model import ModelError, read_spec
 
-                module.resolve(config, read_spec(str(components_dir / "model")))
-        except (ValueError, TypeError) as exc:  # ConfigError, ModelError-free checks
+                try:
+                    spec = read_spec(str(components_dir / "model"))
+                except ModelError as exc:
+                    raise SiteError(f"cannot check {name}'s thresholds: {exc}") from None
+                module.resolve(config, spec)
+        except (ValueError, TypeError) as exc:  # ConfigError
+            if isinstance(exc, SiteError):
+                raise
             raise SiteError(f"configuration of {name}: {exc} (its own loader refuses this; "
                             "every device would fail to start it)") from None
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.inference.helpers import blind_model
 from vqitools.build import build_component
 from vqitools.graphrun import Graph, wait
 from vqitools.model.package import add_challenger
@@ -27,13 +28,7 @@ VERSION = "1.2.0"
 def model_with_blind_challenger(folder: Path, tmp_path: Path) -> None:
     """The shipped champion, plus a challenger with the same weights and a confidence no scratch
     reaches: it disagrees on every defective sample."""
-    blind = tmp_path / "blind"
-    blind.mkdir()
-    shutil.copy(REPO / "components" / "model" / "model.onnx", blind / "model.onnx")
-    meta = json.loads((REPO / "components" / "model" / "model.json").read_text())
-    meta["thresholds"]["confidence"] = 0.999
-    meta["version"] = "9.0.0-blind"
-    (blind / "model.json").write_text(json.dumps(meta))
+    blind = blind_model(tmp_path / "blind")
     shutil.copytree(REPO / "components" / "model", folder,
                     ignore=shutil.ignore_patterns("greengrass-build", "challenger"))
     gdk = json.loads((folder / "gdk-config.json").read_text())

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.inference.helpers import blind_model
 from vqitools.build import build_component
 from vqitools.graphrun import INFERENCE, Graph, archived, wait
 
@@ -36,10 +37,7 @@ def build_blind_model(folder: Path) -> None:
     gdk = json.loads((folder / "gdk-config.json").read_text())
     gdk["component"][MODEL]["version"] = BAD_VERSION
     (folder / "gdk-config.json").write_text(json.dumps(gdk))
-    meta = json.loads((folder / "model.json").read_text())
-    meta["thresholds"]["confidence"] = 0.999
-    meta["version"] = BAD_VERSION
-    (folder / "model.json").write_text(json.dumps(meta))
+    blind_model(folder, BAD_VERSION)  # model.onnx + model.json over the copied ones
     build_component(folder)
 
 

@@ -30,3 +30,19 @@ def write_image(path: Path, image: np.ndarray, params: Any = None) -> Path:
     assert ok, path
     path.write_bytes(data.tobytes())
     return path
+
+
+def blind_model(folder: Path, version: str = "9.0.0-blind") -> Path:
+    """The shipped model's weights with a confidence threshold no scratch reaches, so every
+    defective sample comes out OK: the model that fails the acceptance set, or disagrees as a
+    challenger. Returns `folder` (model.onnx + model.json)."""
+    import json
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(DEMO_MODEL / "model.onnx", folder / "model.onnx")
+    meta = json.loads((DEMO_MODEL / "model.json").read_text())
+    meta["thresholds"]["confidence"] = 0.999
+    meta["version"] = version
+    (folder / "model.json").write_text(json.dumps(meta))
+    return folder

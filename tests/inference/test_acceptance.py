@@ -15,6 +15,7 @@ from vqi_inference import acceptance, settings
 from vqi_inference import model as M
 from vqi_inference.service import Service
 
+from .helpers import blind_model
 from .localrt import INFERENCE, THING, LocalRuntime, recipe_configuration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,12 +31,7 @@ def shipped() -> M.LoadedModel:
 
 @pytest.fixture(scope="module")
 def blind(tmp_path_factory: pytest.TempPathFactory) -> M.LoadedModel:
-    """The shipped weights with a confidence threshold no scratch reaches: every sample is OK."""
-    folder = tmp_path_factory.mktemp("blind")
-    shutil.copy(SHIPPED / "model.onnx", folder / "model.onnx")
-    meta = json.loads((SHIPPED / "model.json").read_text())
-    meta["thresholds"]["confidence"] = 0.999
-    (folder / "model.json").write_text(json.dumps(meta))
+    folder = blind_model(tmp_path_factory.mktemp("blind"))
     return M.load(str(folder), M.SessionSettings(intra_op_threads=1))
 
 

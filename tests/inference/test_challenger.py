@@ -3,8 +3,6 @@ window's agreement goes out with the metrics and disagreements become review mes
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from vqi_inference import settings
 from vqi_inference.challenger import compare
 from vqi_inference.service import Service
 
+from .helpers import blind_model
 from .localrt import INFERENCE, THING, LocalRuntime, recipe_configuration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,13 +29,7 @@ def load(folder: Path) -> M.LoadedModel:
 
 @pytest.fixture(scope="module")
 def blind(tmp_path_factory: pytest.TempPathFactory) -> M.LoadedModel:
-    folder = tmp_path_factory.mktemp("blind")
-    shutil.copy(SHIPPED / "model.onnx", folder / "model.onnx")
-    meta = json.loads((SHIPPED / "model.json").read_text())
-    meta["thresholds"]["confidence"] = 0.999
-    meta["version"] = "9.0.0-blind"
-    (folder / "model.json").write_text(json.dumps(meta))
-    return load(folder)
+    return load(blind_model(tmp_path_factory.mktemp("blind")))
 
 
 @pytest.fixture

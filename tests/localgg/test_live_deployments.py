@@ -158,3 +158,41 @@ def test_deploy_command_follows_the_deployment_of_a_running_runtime(tmp_path: Pa
                             str(tmp_path / "bad.json")], env=env, capture_output=True, text=True,
                            timeout=60)
     assert again.returncode == 2 and "no runtime is running" in again.stderr
+
+
+def test_a_repaired_component_starts_with_its_error_count_cleared(line: LocalRuntime,
+                                                                 tmp_path: Path) -> None:
+    write_a(tmp_path / "new", "2.0.0", "bad")
+    line.deploy(document("2.0.0", policy="DO_NOTHING"), tmp_path / "new")
+    assert line.supervisor.status(B).errors == 3
+    line.deploy(document("1.0.0"))  # Lifecycle.handleCurrentStateBroken clears the count
+    assert line.supervisor.status(B).errors == 0
+
+
+def test_a_dependent_blocked_by_a_broken_dependency_starts_once_it_is_repaired(
+        tmp_path: Path) -> None:
+    # A's Install fails until its configuration says otherwise: at start A ends BROKEN and B,
+    # which needs A (HARD), is left INSTALLED. A deployment that only fixes A's configuration
+    # reinstalls A; B's own spec is unchanged, yet it must start and the deployment end.
+    write_built_component(tmp_path / "components", A,
+                          {"Install": 'test "{configuration:/Broken}" = no'},
+                          configuration={"Broken": "yes"})
+    write_built_component(tmp_path / "components", B, {"Run": "exec sleep 600"},
+                          dependencies={A: "HARD"})
+    with LocalRuntime(RuntimeOptions(root=tmp_path / "root",
+                                     components_dir=tmp_path / "components",
+                                     stream_manager_port=0)) as runtime:
+        runtime.start(run_components=True)
+        assert runtime.wait_settled(30) == {A: "BROKEN", B: "INSTALLED"}
+        record = runtime.deploy({"components": {
+            A: {"componentVersion": "1.0.0", "configurationUpdate": {"merge": {"Broken": "no"}}},
+            B: {"componentVersion": "1.0.0"}}})
+        assert record["detailedStatus"] == "SUCCESSFUL"
+        assert runtime.wait_settled(30) == {A: "FINISHED", B: "RUNNING"}
+
+
+def test_an_access_control_the_nucleus_would_refuse_changes_nothing(line: LocalRuntime) -> None:
+    bad = {"merge": {"accessControl": {"aws.greengrass.ipc.pubsub": "not a mapping"}}}
+    record = line.deploy(document("1.0.0", b_update=bad))
+    assert record["detailedStatus"] == "FAILED_NO_STATE_CHANGE"
+    assert starts(line) == 1

@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import asdict
 from typing import Any, Dict, Optional, Set
@@ -181,7 +182,9 @@ class Service(Idle):
             except ConfigError as exc:
                 self._drop_challenger(f"the configuration does not fit the challenger: {exc}")
         if settings.drift_settings(config) != settings.drift_settings(self.effective.config):
-            self.monitor = self._monitor_for(config)  # a new window, alarms as new
+            old, self.monitor = self.monitor, self._monitor_for(config)  # a new window
+            if old is not None and self.monitor is not None:
+                self.monitor.raised = dict(old.raised)  # a raised alarm still gets its CLEARED
         self.provenance = self._provenance(config)
         self.effective = effective
         pending = settings.restart_needed(self.started_config, config)
@@ -291,7 +294,7 @@ class Service(Idle):
         path = os.path.join(self.disagreement_dir, annotate.file_name(champion.image_id))
         try:
             os.makedirs(self.disagreement_dir, exist_ok=True)
-            if len(os.listdir(self.disagreement_dir)) >= config.max_disagreement_images:
+            if self._kept_disagreements() >= config.max_disagreement_images:
                 self.metrics.count("disagreements_dropped")  # the Uploader is behind
                 return
             annotate.write_jpeg(path, image)
@@ -308,6 +311,22 @@ class Service(Idle):
         except Exception as exc:
             unlink_quietly(path)
             log.warning("cannot publish disagreement for %s: %s", champion.image_id, exc)
+
+    def _kept_disagreements(self, stale_s: float = 600.0) -> int:
+        """How many disagreement images wait for the Uploader; ones older than `stale_s`
+        (their message lost: the Uploader was restarting, or is not subscribed) are deleted."""
+        now = time.time()
+        waiting = 0
+        with os.scandir(self.disagreement_dir) as entries:
+            for entry in entries:
+                try:
+                    if now - entry.stat().st_mtime > stale_s:
+                        unlink_quietly(entry.path)
+                    else:
+                        waiting += 1
+                except OSError:
+                    continue
+        return waiting
 
     def _alert(self, kind: str, state: str, message: str, details: Dict[str, Any]) -> None:
         eff = self.effective

@@ -66,7 +66,7 @@ def _kept_by_inference(path: str) -> bool:
     from a message is never trusted further than its shape)."""
     return (os.path.isabs(path) and os.path.basename(os.path.dirname(path)) == "disagreements"
             and path.endswith(".jpg") and os.path.normpath(path) == path
-            and not os.path.islink(path))
+            and os.path.realpath(path) == path)  # no symlink anywhere on the way
 
 
 def append(link: StreamManagerLink, stream: str, data: bytes) -> int:
@@ -191,6 +191,7 @@ class Uploader(Idle):
             self.queue.put_nowait(("disagreement", message))
         except queue.Full:
             self.metrics.count("disagreements_dropped")
+            self._discard(message)
 
     def reconfigure(self, raw: Dict[str, Any]) -> None:
         """Apply a live configuration update, or raise ConfigError and keep the previous one."""
@@ -216,7 +217,13 @@ class Uploader(Idle):
             started = time.monotonic()
             try:
                 if kind == "disagreement":
-                    self.handle_disagreement(message)
+                    try:
+                        self.handle_disagreement(message)
+                    except Stopped:
+                        raise
+                    except Exception:  # a sample, not a result: nothing redelivers it
+                        log.exception("disagreement %s not sent", message.get("image_id"))
+                        self._discard(message)
                     continue
                 self.handle(message)
                 self.metrics.sample("handle", (time.monotonic() - started) * 1000.0)
@@ -324,6 +331,13 @@ class Uploader(Idle):
         unlink_quietly(source)  # the staged copy is ours now
         self.metrics.count("disagreements_staged")
         return keys["image"]
+
+    @staticmethod
+    def _discard(message: Dict[str, Any]) -> None:
+        """Delete the image Inference kept for a disagreement that will not be sent."""
+        path = message.get("image_path")
+        if isinstance(path, str) and _kept_by_inference(path):
+            unlink_quietly(path)
 
     def _confirm(self, message: Dict[str, Any], archive: Dict[str, Any]) -> None:
         try:
