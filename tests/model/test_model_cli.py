@@ -25,7 +25,8 @@ def _cli(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
 def test_help_lists_every_subcommand() -> None:
     res = _cli("--help")
     assert res.returncode == 0
-    for sub in ("generate", "train", "export", "quantize", "evaluate", "package"):
+    for sub in ("generate", "train", "export", "quantize", "evaluate", "package", "reference",
+                "promote", "challenger-report"):
         assert sub in res.stdout
 
 

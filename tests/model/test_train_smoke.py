@@ -46,3 +46,5 @@ def test_train_one_epoch_then_export(tmp_path: Path) -> None:
     assert meta["output"]["shape"][:2] == [1, 5]
     assert meta["export"]["parity"]["passed"] is True
     assert "train" in meta["source"]["train_command"]
+    # the drift reference, from the 4 val images through the device path, readable by Inference
+    assert meta["reference"]["images"] == 4 and meta["reference"]["split"] == "val"

@@ -73,6 +73,17 @@ def _export(a: argparse.Namespace) -> int:
                   tolerance=a.tolerance, train_command=a.train_command,
                   dataset_desc=a.dataset_desc, score_tolerance=a.score_tolerance)
     print(json.dumps(meta["export"], indent=2))
+    if a.data:  # the drift reference, from the same validation images, through the device path
+        from vqitools.model.reference import write_reference
+
+        try:
+            ref = write_reference(Path(a.out), Path(a.data), "val",
+                                  "scripts/model " + " ".join(sys.argv[1:]))
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"no drift reference written: {exc}", file=sys.stderr)
+        else:
+            print(f"drift reference from {ref['images']} val images: defect rate "
+                  f"{ref['defect_rate']}")
     return 0
 
 
