@@ -26,6 +26,15 @@ WANT="$(cat "$REPO/requirements-dev.txt" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$WANT" ]; then
   echo "bootstrap: installing development requirements (first run takes a few minutes)"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+  if [ -n "${VQI_TORCH_INDEX_URL:-}" ]; then
+    # CPU-only torch first (CI, CodeBuild): the pins below (torch==X) are then already met by
+    # X+cpu, so pip does not fetch the default build's CUDA libraries (about 3 GB).
+    echo "bootstrap: torch and torchvision from VQI_TORCH_INDEX_URL"
+    pins="$(grep -E '^(torch|torchvision)==' "$REPO/requirements-dev.txt" | sed 's/$/+cpu/')"
+    # shellcheck disable=SC2086
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+      --index-url "$VQI_TORCH_INDEX_URL" $pins
+  fi
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REPO/requirements-dev.txt"
   echo "$WANT" > "$STAMP"
 fi
