@@ -133,16 +133,17 @@ def problems(template: Dict[str, Any]) -> List[str]:
     found: List[str] = []
     device = _statements(res["TokenExchangeRole"]["Properties"]["Policies"][0]["PolicyDocument"])
     found += _wildcards("TokenExchangeRole", device)
+    needs = device_needs()
     granted: Dict[str, Set[str]] = {}
     for s in device:
         for action in s["Action"]:
             granted.setdefault(action, set()).update(_text(r) for r in s["Resource"])
-    for action, resources in device_needs().items():
+    for action, resources in needs.items():
         missing = set(resources) - granted.get(action, set())
         if missing:
             found.append(f"TokenExchangeRole: {action} is needed on {sorted(missing)}")
     for action, resources in granted.items():
-        extra = resources - set(device_needs().get(action, ()))
+        extra = resources - set(needs.get(action, ()))
         if extra:
             found.append(f"TokenExchangeRole: {action} on {sorted(extra)} is not needed")
     iot = _statements(res["CoreDevicePolicy"]["Properties"]["PolicyDocument"])

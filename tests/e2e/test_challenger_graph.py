@@ -6,35 +6,37 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.inference.helpers import blind_model
 from vqitools.build import build_component
-from vqitools.graphrun import Graph, wait
+from vqitools.graphrun import wait
 from vqitools.model.package import add_challenger
 
-from .test_model_rollback import MODEL, by_image, deploy, drop, expected_verdicts
+from .line import (
+    INFERENCE,
+    MODEL,
+    REPO,
+    build_components,
+    by_image,
+    deploy,
+    deployment_of,
+    drop,
+    expected_verdicts,
+    model_version,
+    running_graph,
+)
 
-REPO = Path(__file__).resolve().parents[2]
-INFERENCE = "com.example.vqi.Inference"
 VERSION = "1.2.0"
 
 
 def model_with_blind_challenger(folder: Path, tmp_path: Path) -> None:
     """The shipped champion, plus a challenger with the same weights and a confidence no scratch
     reaches: it disagrees on every defective sample."""
-    blind = blind_model(tmp_path / "blind")
-    shutil.copytree(REPO / "components" / "model", folder,
-                    ignore=shutil.ignore_patterns("greengrass-build", "challenger"))
-    gdk = json.loads((folder / "gdk-config.json").read_text())
-    gdk["component"][MODEL]["version"] = VERSION
-    (folder / "gdk-config.json").write_text(json.dumps(gdk))
-    add_challenger(blind, folder)
+    add_challenger(blind_model(tmp_path / "blind"), model_version(folder, VERSION))
     build_component(folder)
 
 
@@ -47,17 +49,11 @@ def s3_disagreements(root: Path) -> list:
 @pytest.mark.timeout(1800)
 def test_a_deployed_challenger_is_scored_silently_and_its_disagreements_reviewed(
         tmp_path: Path) -> None:
-    for folder in sorted((REPO / "components").iterdir()):
-        subprocess.run([sys.executable, str(REPO / "scripts/build-component")], cwd=folder,
-                       check=True, capture_output=True, timeout=300)
+    build_components()
     model_with_blind_challenger(tmp_path / "next" / "model", tmp_path)
     root = tmp_path / "root"
-    graph = Graph(root)
-    try:
-        graph.start()
-        wait(graph.ready, 1500, "the graph to be RUNNING")
-        running = {name: entry["version"] for name, entry in graph.status().items()}
-        document = {"components": {n: {"componentVersion": v} for n, v in running.items()}}
+    with running_graph(root) as graph:
+        document = deployment_of(graph)
         document["components"][MODEL]["componentVersion"] = VERSION
         # WARN: the blind challenger fails the acceptance set and is kept (with an alert);
         # REQUIRE would refuse to score with it.
@@ -99,6 +95,3 @@ def test_a_deployed_challenger_is_scored_silently_and_its_disagreements_reviewed
         assert exported() == {k: body["disagreements"] for k in kinds}
         assert summary()["disagreements_uploaded"] == body["disagreements"]
         assert not list((root / "work" / INFERENCE / "disagreements").glob("*.jpg"))
-        graph.stop()
-    finally:
-        graph.kill()

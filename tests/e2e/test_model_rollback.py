@@ -5,94 +5,45 @@ none lost. With AcceptancePolicy WARN the same model goes through, with an alert
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.inference.helpers import blind_model
 from vqitools.build import build_component
-from vqitools.graphrun import INFERENCE, Graph, archived, wait
+from vqitools.graphrun import archived, wait
 
-REPO = Path(__file__).resolve().parents[2]
-SAMPLES = REPO / "components" / "model" / "samples"
-MODEL = "com.example.vqi.Model"
+from .line import (
+    INFERENCE,
+    MODEL,
+    build_components,
+    by_image,
+    cloud_alerts,
+    deploy,
+    deployment_of,
+    drop,
+    expected_verdicts,
+    model_version,
+    running_graph,
+)
+
 BAD_VERSION = "1.1.1"
-
-
-def expected_verdicts() -> dict:
-    images = json.loads((SAMPLES / "expected.json").read_text())["images"]
-    return {name: "DEFECT" if boxes else "OK" for name, boxes in images.items()}
-
-
-def build_blind_model(folder: Path) -> None:
-    """Model 1.1.1: the same weights, a confidence threshold no scratch reaches."""
-    shutil.copytree(REPO / "components" / "model", folder,
-                    ignore=shutil.ignore_patterns("greengrass-build"))
-    gdk = json.loads((folder / "gdk-config.json").read_text())
-    gdk["component"][MODEL]["version"] = BAD_VERSION
-    (folder / "gdk-config.json").write_text(json.dumps(gdk))
-    blind_model(folder, BAD_VERSION)  # model.onnx + model.json over the copied ones
-    build_component(folder)
-
-
-def drop(inbox: Path, tag: str) -> list:
-    names = []
-    for sample in sorted(SAMPLES.glob("*.jpg")):
-        name = f"{tag}_{sample.name}"
-        shutil.copyfile(sample, inbox / f".{name}.part")
-        os.rename(inbox / f".{name}.part", inbox / name)
-        names.append(name)
-    return names
-
-
-def results(root: Path) -> list:
-    path = root / "cloud" / "kinesis.jsonl"
-    lines = path.read_text().splitlines() if path.exists() else []
-    return [json.loads(json.loads(line)["dataUtf8"]) for line in lines if line.strip()]
-
-
-def by_image(root: Path) -> dict:
-    return {Path(r["path"]).name.split("__", 1)[-1]: r for r in results(root)}
-
-
-def cloud_alerts(root: Path) -> list:
-    path = root / "cloud" / "iotcore.jsonl"
-    lines = path.read_text().splitlines() if path.exists() else []
-    return [m["payload"] for m in map(json.loads, lines) if m["topic"].endswith("/alerts")]
-
-
-def deploy(root: Path, document: dict, components_dir: Path, tmp_path: Path) -> subprocess.Popen:
-    doc = tmp_path / f"deployment-{time.monotonic_ns()}.json"
-    doc.write_text(json.dumps(document))
-    env = dict(os.environ, PYTHONPATH=f"{REPO / 'scripts'}:{REPO}")
-    return subprocess.Popen([sys.executable, "-m", "localgg", "deploy", "--root", str(root),
-                             "--components-dir", str(components_dir), str(doc)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 @pytest.mark.timeout(1800)
 def test_a_model_that_fails_its_acceptance_set_is_rolled_back_and_nothing_is_lost(
         tmp_path: Path) -> None:
-    for folder in sorted((REPO / "components").iterdir()):
-        subprocess.run([sys.executable, str(REPO / "scripts/build-component")], cwd=folder,
-                       check=True, capture_output=True, timeout=300)
-    build_blind_model(tmp_path / "next" / "model")
+    build_components()
+    # Model 1.1.1: the same weights, a confidence threshold no scratch reaches
+    bad = model_version(tmp_path / "next" / "model", BAD_VERSION)
+    blind_model(bad, BAD_VERSION)
+    build_component(bad)
     root = tmp_path / "root"
-    graph = Graph(root)
-    try:
-        graph.start()
-        wait(graph.ready, 1500, "the graph to be RUNNING")
-        running = {name: entry["version"] for name, entry in graph.status().items()}
+    with running_graph(root) as graph:
+        document = deployment_of(graph, failureHandlingPolicy="ROLLBACK")
+        old_model = document["components"][MODEL]["componentVersion"]
         names = drop(root / "inbox", "before")
         wait(lambda: len(by_image(root)) >= len(names), 300, "results of the first images")
-        document = {"components": {n: {"componentVersion": v} for n, v in running.items()},
-                    "deploymentPolicies": {"failureHandlingPolicy": "ROLLBACK"}}
         document["components"][MODEL]["componentVersion"] = BAD_VERSION
         proc = deploy(root, document, tmp_path / "next", tmp_path)
         wait(lambda: graph.state(INFERENCE)[0] != "RUNNING", 60, "Inference to restart")
@@ -100,7 +51,7 @@ def test_a_model_that_fails_its_acceptance_set_is_rolled_back_and_nothing_is_los
         out, _ = proc.communicate(timeout=600)
         assert proc.returncode == 1, out
         assert out.strip().splitlines()[-1] == "FAILED FAILED_ROLLBACK_COMPLETE", out
-        assert graph.status()[MODEL]["version"] == running[MODEL]
+        assert graph.status()[MODEL]["version"] == old_model
         names += drop(root / "inbox", "after")
         wait(lambda: len(by_image(root)) >= len(names), 300, "every image's result")
         got = by_image(root)
@@ -126,6 +77,3 @@ def test_a_model_that_fails_its_acceptance_set_is_rolled_back_and_nothing_is_los
         late = drop(root / "inbox", "warned")
         wait(lambda: len(by_image(root)) >= len(names) + len(late), 300, "results under WARN")
         assert {by_image(root)[n]["model"]["version"] for n in late} == {BAD_VERSION}
-        graph.stop()
-    finally:
-        graph.kill()

@@ -16,6 +16,7 @@ both label sets.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -146,11 +147,9 @@ class Tally:
 def lower_priority() -> str:
     """Put the calling thread below everything else (Linux takes a thread id for these)."""
     tid = threading.get_native_id()
-    try:
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or refused: try nice
         os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
         return "SCHED_IDLE"
-    except (AttributeError, OSError):
-        pass
     try:
         os.setpriority(os.PRIO_PROCESS, tid, NICE)
         return f"nice {NICE}"
@@ -182,8 +181,9 @@ class Challenger:
             return
         try:
             self._queue.put(_STOP, timeout=timeout)
-        except queue.Full:
-            pass
+        except queue.Full:  # still busy after `timeout`: a daemon thread, it ends with us
+            log.warning("challenger still busy after %gs; not waiting for it", timeout)
+            return
         self._thread.join(timeout)
 
     def offer(self, outcome: Outcome, champion: InspectionResult, limits: Limits,
@@ -200,7 +200,7 @@ class Challenger:
         return True
 
     def _loop(self) -> None:
-        lower_priority()
+        log.info("challenger thread priority: %s", lower_priority())
         buffer = self.runner.new_buffer()
         while True:
             item = self._queue.get()
