@@ -21,22 +21,29 @@ if [ ! -x "$VENV/bin/python" ]; then
   fi
 fi
 
+# VQI_TOOLCHAIN=0 leaves out the model toolchain (torch, ultralytics): the publish build needs
+# neither, and the tests that do are deselected (tests/conftest.py).
+TOOLCHAIN="${VQI_TOOLCHAIN:-1}"
+REQUIREMENTS=("$REPO/requirements-dev.txt")
+[ "$TOOLCHAIN" = 0 ] || REQUIREMENTS+=("$REPO/requirements-toolchain.txt")
 STAMP="$VENV/.requirements.sha256"
-WANT="$(cat "$REPO/requirements-dev.txt" | sha256sum | cut -d' ' -f1)"
+WANT="$(cat "${REQUIREMENTS[@]}" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$WANT" ]; then
   echo "bootstrap: installing development requirements (first run takes a few minutes)"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-  if [ -n "${VQI_TORCH_INDEX_URL:-}" ]; then
-    # CPU-only torch first (CI, CodeBuild): the pins below (torch==X) are then already met by
-    # X+cpu, so pip does not fetch the default build's CUDA libraries (about 3 GB).
+  if [ "$TOOLCHAIN" != 0 ] && [ -n "${VQI_TORCH_INDEX_URL:-}" ]; then
+    # CPU-only torch first: the pins (torch==X) are then already met by X+cpu, so pip does not
+    # fetch the default build's CUDA libraries (about 3 GB).
     echo "bootstrap: torch and torchvision from VQI_TORCH_INDEX_URL"
-    pins="$(grep -E '^(torch|torchvision)==' "$REPO/requirements-dev.txt" | sed 's/$/+cpu/')"
+    pins="$(grep -E '^(torch|torchvision)==' "$REPO/requirements-toolchain.txt" | sed 's/$/+cpu/')"
     # shellcheck disable=SC2086
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
       --index-url "$VQI_TORCH_INDEX_URL" $pins
   fi
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REPO/requirements-dev.txt"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+    $(printf -- '-r %s ' "${REQUIREMENTS[@]}")
   echo "$WANT" > "$STAMP"
 fi
+export VQI_TOOLCHAIN="$TOOLCHAIN"
 export PATH="$VENV/bin:$PATH"
 export YOLO_OFFLINE=1

@@ -5,6 +5,11 @@ does. pytest makes its temporary folders 0700, which nobody else can enter, whil
 /greengrass/v2 is 0755; so, as root, every temporary folder is opened to other users (0777) and
 the folders above it made traversable (o+x), so that component processes can reach the runtime
 roots and write the marker files tests ask them to write.
+
+Tests that need the model toolchain (torch, ultralytics: requirements-toolchain.txt) carry the
+`toolchain` marker, or use the `dev_model_dir` fixture, which exports a model with ultralytics.
+With VQI_TOOLCHAIN=0 (the publish build, which installs no toolchain) they are deselected, and
+pytest's summary counts them; otherwise a missing toolchain fails them.
 """
 
 from __future__ import annotations
@@ -17,6 +22,23 @@ from pathlib import Path
 from typing import Any, Callable, Dict
 
 import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "toolchain: needs torch/ultralytics "
+                            "(requirements-toolchain.txt); deselected when VQI_TOOLCHAIN=0")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    for item in items:
+        if "dev_model_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.toolchain)
+    if os.environ.get("VQI_TOOLCHAIN", "1") != "0":
+        return
+    kept = [i for i in items if i.get_closest_marker("toolchain") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
 
 
 def _traversable(path: Path) -> None:

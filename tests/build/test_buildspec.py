@@ -7,6 +7,7 @@ import os
 import re
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -99,3 +100,24 @@ def test_ci_publish_fails_when_any_component_fails_but_tries_them_all(tmp_path):
     assert {r["folder"].split("/")[-1]: r["status"] for r in records} == {
         "image-source": "published", "inference": "failed", "model": "published",
         "uploader": "published"}
+
+
+def test_the_publish_build_installs_no_model_toolchain():
+    assert SPEC["env"]["variables"]["VQI_TOOLCHAIN"] == "0"
+    dev = (REPO / "requirements-dev.txt").read_text()
+    assert not re.search(r"^(torch|torchvision|ultralytics)\b", dev, re.M)
+    toolchain = (REPO / "requirements-toolchain.txt").read_text()
+    assert re.search(r"^torch==", toolchain, re.M) and re.search(r"^ultralytics==", toolchain, re.M)
+
+
+def test_without_the_toolchain_its_tests_are_deselected_and_counted():
+    env = dict(os.environ, VQI_TOOLCHAIN="0")
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         "tests/inference/test_letterbox.py", "tests/inference/test_model.py"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120).stdout
+    assert "test_padding_uses_the_pad_value" in out  # no toolchain needed: still collected
+    assert "test_unset_model_dir" in out
+    assert "ultralytics" not in out  # marked: the parity tests against ultralytics
+    assert "test_good_model_loads_with_its_signature" not in out  # uses dev_model_dir
+    assert re.search(r"\d+/\d+ tests collected \(\d+ deselected\)", out), out

@@ -183,6 +183,7 @@ def test_error_message_carries_code_and_detail(tmp_path: Path) -> None:
     assert str(info.value).startswith(decode.CORRUPT + ": ")
 
 
+@pytest.mark.toolchain
 def test_decoding_matches_ultralytics_imread(tmp_path: Path) -> None:
     from ultralytics.utils.patches import imread
 

@@ -21,6 +21,8 @@ from vqi_inference import results, settings
 
 from .helpers import DEMO_MODEL, textured_image, write_image
 
+pytestmark = pytest.mark.toolchain
+
 SCORE_TOL = 1e-4
 BOX_TOL_PX = 0.05
 SIZES = [(480, 640), (1000, 300), (317, 1203), (320, 320), (77, 91), (1536, 2048), (900, 899)]

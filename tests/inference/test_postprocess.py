@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from ultralytics.utils.nms import non_max_suppression
 
 from vqi_inference import postprocess
 from vqi_inference.postprocess import Thresholds
@@ -68,9 +66,13 @@ def test_nothing_above_threshold_gives_no_detections() -> None:
     assert len(postprocess.select(raw, thr(2))) == 0
 
 
+@pytest.mark.toolchain
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("agnostic", [False, True])
 def test_matches_ultralytics_nms_on_random_outputs(seed: int, agnostic: bool) -> None:
+    import torch
+    from ultralytics.utils.nms import non_max_suppression
+
     rng = np.random.default_rng(seed)
     nc, n = 3, 2100
     centres = rng.uniform(0, 320, (2, n))

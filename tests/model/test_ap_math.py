@@ -83,6 +83,7 @@ def test_box_iou() -> None:
     assert box_iou(a[:1], a[1:2])[0, 0] == pytest.approx(100 / 105)
 
 
+@pytest.mark.toolchain
 def test_ap_agrees_with_ultralytics_on_a_random_case() -> None:
     from ultralytics.utils.metrics import ap_per_class as ul_ap_per_class
 

@@ -9,6 +9,8 @@ import pytest
 from vqitools.model.offline import make_offline
 from vqitools.model.train import DEFAULT_MODEL_YAML, load_onnx_weights
 
+pytestmark = pytest.mark.toolchain
+
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "components" / "model" / "model.onnx"
 
