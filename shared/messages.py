@@ -256,6 +256,74 @@ class ChallengerDisagreement:
         return cls(**_known(cls, data))
 
 
+FEEDBACK_LABELS = ("confirm", "false_alarm", "missed_defect")
+MAX_FEEDBACK_BOXES = 20
+MAX_FEEDBACK_COMMENT = 500
+
+
+def _unit_box(box: Any) -> bool:
+    return (isinstance(box, list) and len(box) == 4
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0
+                    for v in box)
+            and box[0] < box[2] and box[1] < box[3])
+
+
+@dataclass
+class Feedback:
+    """Published by the Dashboard on the feedback topic when an operator judges a result; the
+    Uploader sends the image, the model's pre-label and the operator's label for retraining.
+
+    `label`: `confirm` (the model was right), `false_alarm` (nothing is wrong with the part) or
+    `missed_defect` (a defect the model missed, optionally with `boxes` the operator drew,
+    normalised x1, y1, x2, y2, of class `class_id`). `result` is the InspectionResult judged;
+    `image_path` a copy of its image the Dashboard wrote for this purpose (the camera's file
+    may be gone by the time it is sent), which the Uploader deletes once staged.
+    """
+
+    feedback_id: str
+    image_id: str
+    label: str
+    image_path: str
+    result: Dict[str, Any]
+    boxes: List[List[float]] = field(default_factory=list)
+    class_id: int = 0
+    comment: str = ""
+    thing_name: str = ""
+    time: str = field(default_factory=utc_now)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.label not in FEEDBACK_LABELS:
+            raise MessageError(f"feedback label must be one of {FEEDBACK_LABELS}, "
+                               f"got {self.label!r}")
+        if not isinstance(self.boxes, list) or len(self.boxes) > MAX_FEEDBACK_BOXES:
+            raise MessageError(f"feedback boxes must be a list of at most {MAX_FEEDBACK_BOXES}")
+        if self.boxes and self.label != "missed_defect":
+            raise MessageError("only a missed_defect feedback carries boxes")
+        for box in self.boxes:
+            if not _unit_box(box):
+                raise MessageError(f"feedback box {box!r} is not x1 < x2, y1 < y2 within 0..1")
+        if isinstance(self.class_id, bool) or not isinstance(self.class_id, int) \
+                or self.class_id < 0:
+            raise MessageError("feedback class_id must be a non-negative integer")
+        if not isinstance(self.comment, str) or len(self.comment) > MAX_FEEDBACK_COMMENT:
+            raise MessageError(f"feedback comment must be text of at most "
+                               f"{MAX_FEEDBACK_COMMENT} characters")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "Feedback":
+        if not isinstance(data, dict):
+            raise MessageError("feedback must be a JSON object")
+        for key in ("feedback_id", "image_id", "label", "image_path"):
+            _require(data, key, str)
+        _require(data, "result", dict)
+        InspectionResult.from_dict(data["result"])
+        return cls(**_known(cls, data))
+
+
 def to_json(message: Any) -> str:
     """Compact JSON for a message dataclass."""
     return json.dumps(message.to_dict(), separators=(",", ":"), ensure_ascii=False)

@@ -27,6 +27,7 @@ OBSERVER = "vqi.local.Observer"
 IMAGE_SOURCE = "com.example.vqi.ImageSource"
 INFERENCE = "com.example.vqi.Inference"
 UPLOADER = "com.example.vqi.Uploader"
+DASHBOARD = "com.example.vqi.Dashboard"
 SAMPLES = REPO_ROOT / "components" / "model" / "samples"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 
@@ -78,6 +79,14 @@ def observe(runtime: Any, observed: Observed) -> Any:
     client.subscribe_to_topic(topic="vqi/results", on_stream_event=on_result)
     client.subscribe_to_topic(topic="vqi/archived", on_stream_event=on_archived)
     return client
+
+
+def dashboard_url(root: Path) -> str:
+    """The URL the Dashboard wrote into its work folder once listening ('' if not running)."""
+    try:
+        return (root / "work" / DASHBOARD / "dashboard.url").read_text().strip()
+    except OSError:
+        return ""
 
 
 def prepare_folders(root: Path, run_as: Any) -> None:
@@ -228,6 +237,10 @@ def run_demo(
                 tail = log.read_text(errors="replace").splitlines()[-15:] if log.is_file() else []
                 print(f"run-local: {name} is {bad[name]}; last log lines:\n  " + "\n  ".join(tail))
             return 1
+        url = dashboard_url(root)
+        if url:
+            print(f"run-local: dashboard {url}" + ("" if watch else
+                  " (until the demo ends; --watch keeps it up)"), flush=True)
         stop = threading.Event()
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

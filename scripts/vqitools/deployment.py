@@ -40,6 +40,7 @@ LOADERS = {
     "com.example.vqi.ImageSource": ("image-source", "vqi_image_source.settings"),
     "com.example.vqi.Inference": ("inference", "vqi_inference.settings"),
     "com.example.vqi.Uploader": ("uploader", "vqi_uploader.settings"),
+    "com.example.vqi.Dashboard": ("dashboard", "vqi_dashboard.settings"),
 }
 
 
@@ -246,6 +247,7 @@ FOLDER_KEYS = {
     "com.example.vqi.ImageSource": ("InboxDir", "StateDir"),
     "com.example.vqi.Inference": ("AnnotatedImageDir",),
     "com.example.vqi.Uploader": ("StagingDir",),
+    "com.example.vqi.Dashboard": ("ImageDirs", "TokenFile"),
 }
 
 

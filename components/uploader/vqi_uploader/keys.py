@@ -56,6 +56,21 @@ def disagreement_keys(prefix: str, time: str, thing: str, image_id: str) -> Dict
             "challenger": f"{base}.challenger.txt", "json": f"{base}.json"}
 
 
+def feedback_keys(prefix: str, time: str, thing: str, image_id: str, ext: str
+                  ) -> Dict[str, str]:
+    """<prefix>/feedback/<yyyy>/<mm>/<dd>/<thing>/<image_id>.<ext> with `.prelabel.txt` (the
+    model's YOLO labels), `.label.txt` (the operator's) and `.json` (the feedback with the
+    result) beside it. Keyed by image: a later judgement of the same image replaces the
+    earlier one, so the training set holds the operator's last word."""
+    when = parse_time(time)
+    parts = [p for p in prefix.strip("/").split("/") if p] + ["feedback"]
+    parts += [f"{when:%Y}", f"{when:%m}", f"{when:%d}", safe_part(thing), safe_part(image_id)]
+    base = "/".join(parts)
+    return {"image": f"{base}.{safe_part(ext.lstrip('.').lower(), 'bin')}",
+            "prelabel": f"{base}.prelabel.txt", "label": f"{base}.label.txt",
+            "json": f"{base}.json"}
+
+
 def review_keys(
     prefix: str, time: str, thing: str, verdict: str, image_id: str, image_path: str
 ) -> ReviewKeys:

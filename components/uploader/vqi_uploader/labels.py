@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import List, Sequence
 
-from shared.messages import Detection
+from shared.messages import Detection, Feedback, InspectionResult
 
 log = logging.getLogger(__name__)
 
@@ -46,3 +46,20 @@ def yolo_labels(detections: Sequence[Detection], width: int = 0, height: int = 0
         except ValueError as exc:
             log.warning("label left out: %s", exc)
     return "".join(lines)
+
+
+def operator_labels(feedback: Feedback) -> str:
+    """The operator's label of the image, in YOLO format: `confirm` keeps the model's boxes,
+    `false_alarm` is an empty file (nothing wrong), `missed_defect` adds the boxes drawn (class
+    `class_id`) to the model's. A missed defect without a box keeps the model's boxes: the
+    image is then flagged for an annotator by its feedback JSON."""
+    if feedback.label == "false_alarm":
+        return ""
+    result = InspectionResult.from_dict(feedback.result)
+    text = yolo_labels(result.detections, result.image_width, result.image_height)
+    if feedback.label == "missed_defect":
+        for x1, y1, x2, y2 in feedback.boxes:
+            drawn = Detection(class_id=feedback.class_id, class_name="", score=1.0, box=[],
+                              box_norm=[x1, y1, x2, y2])
+            text += yolo_line(drawn) + "\n"
+    return text

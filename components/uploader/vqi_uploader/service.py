@@ -10,7 +10,9 @@ For each result (in arrival order, on one worker thread):
 A champion/challenger disagreement (from Inference, on ChallengerTopic) goes through the same
 worker: its image and both label sets are staged under `<prefix>/disagreement/...` and exported;
 nothing is confirmed for it (no camera image waits on it), and the image Inference kept for it
-is deleted once staged.
+is deleted once staged. Operator feedback (from the Dashboard, on FeedbackTopic) goes the same
+way: the Dashboard's copy of the image with the model's pre-label and the operator's label under
+`<prefix>/feedback/...`.
 A second thread reads the export status stream (see status.py) and resubmits due retries.
 If Stream Manager is unreachable, the worker waits with backoff and nothing is confirmed, so
 ImageSource redelivers; nothing is lost.
@@ -31,12 +33,12 @@ from stream_manager.exceptions import NotEnoughMessagesException
 
 from shared.atomic import unlink_quietly
 from shared.component import Idle
-from shared.messages import ChallengerDisagreement, InspectionResult, MessageError
+from shared.messages import ChallengerDisagreement, Feedback, InspectionResult, MessageError
 from shared.metrics import Window
 
 from . import COMPONENT_NAME, labels, selection, streams
 from .journal import HandledIds, OffsetFile
-from .keys import disagreement_keys, review_keys
+from .keys import disagreement_keys, feedback_keys, review_keys
 from .settings import UploaderConfig, parse
 from .smlink import Stopped, StreamManagerLink
 from .staging import Staging, url_path
@@ -60,13 +62,25 @@ STATUS_GATHER_S = 0.25
 SERIES = ("handle",)  # one result: from the worker taking it to its confirmation
 
 
-def _kept_by_inference(path: str) -> bool:
-    """Only a JPEG in a `disagreements` folder is ours to stage and delete: a message naming
-    any other file is refused (accessControl lets only Inference publish here, but a path
-    from a message is never trusted further than its shape)."""
-    return (os.path.isabs(path) and os.path.basename(os.path.dirname(path)) == "disagreements"
-            and path.endswith(".jpg") and os.path.normpath(path) == path
+def _kept_for_us(path: str, folder: str, suffixes: Tuple[str, ...]) -> bool:
+    """Only an image in a folder named `folder` (Inference's `disagreements`, the Dashboard's
+    `feedback`) is ours to stage and delete: a message naming any other file is refused
+    (accessControl lets only that component publish there, but a path from a message is never
+    trusted further than its shape)."""
+    return (os.path.isabs(path) and os.path.basename(os.path.dirname(path)) == folder
+            and path.lower().endswith(suffixes) and os.path.normpath(path) == path
             and os.path.realpath(path) == path)  # no symlink anywhere on the way
+
+
+def _kept_by_inference(path: str) -> bool:
+    return _kept_for_us(path, "disagreements", (".jpg",))
+
+
+FEEDBACK_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+def _kept_by_dashboard(path: str) -> bool:
+    return _kept_for_us(path, "feedback", FEEDBACK_SUFFIXES)
 
 
 def append(link: StreamManagerLink, stream: str, data: bytes) -> int:
@@ -145,6 +159,8 @@ class Uploader(Idle):
         self.ipc.subscribe_json(self.cfg.result_topic, self.on_result)
         if self.cfg.challenger_topic:
             self.ipc.subscribe_json(self.cfg.challenger_topic, self.on_disagreement)
+        if self.cfg.feedback_topic:
+            self.ipc.subscribe_json(self.cfg.feedback_topic, self.on_feedback)
         log.info("uploader started: results %s -> stream %s (Kinesis %s), review images -> %s",
                  self.cfg.result_topic, self.cfg.results_stream,
                  self.cfg.kinesis_stream if self.cfg.kinesis_enabled else "off",
@@ -193,6 +209,21 @@ class Uploader(Idle):
             self.metrics.count("disagreements_dropped")
             self._discard(message)
 
+    def on_feedback(self, message: Any, topic: str) -> None:
+        """IPC thread: an operator's judgement to send with its image (a person's work: it
+        waits for room in the queue rather than being dropped)."""
+        try:
+            Feedback.from_dict(message)
+        except (MessageError, TypeError, ValueError) as exc:
+            self.metrics.count("invalid")
+            log.error("ignored a bad feedback on %s: %s", topic, exc)
+            return
+        try:
+            self.queue.put(("feedback", message), timeout=5.0)
+        except queue.Full:
+            self.metrics.count("feedback_dropped")
+            log.error("feedback %s dropped: the queue stayed full", message.get("feedback_id"))
+
     def reconfigure(self, raw: Dict[str, Any]) -> None:
         """Apply a live configuration update, or raise ConfigError and keep the previous one."""
         new = parse(raw)
@@ -224,6 +255,14 @@ class Uploader(Idle):
                     except Exception:  # a sample, not a result: nothing redelivers it
                         log.exception("disagreement %s not sent", message.get("image_id"))
                         self._discard(message)
+                    continue
+                if kind == "feedback":
+                    try:
+                        self.handle_feedback(message)
+                    except Stopped:
+                        raise
+                    except Exception:  # the Dashboard keeps it in its history
+                        log.exception("feedback %s not sent", message.get("feedback_id"))
                     continue
                 self.handle(message)
                 self.metrics.sample("handle", (time.monotonic() - started) * 1000.0)
@@ -330,6 +369,52 @@ class Uploader(Idle):
                                       "s3_key": keys["image"], "s3_bucket": cfg.s3_bucket})
         unlink_quietly(source)  # the staged copy is ours now
         self.metrics.count("disagreements_staged")
+        return keys["image"]
+
+    def handle_feedback(self, message: Dict[str, Any]) -> Optional[str]:
+        """Stage and export one operator feedback; returns its image's S3 key (None if not
+        sent). The copy the Dashboard made is deleted once staged (or when it cannot be)."""
+        item = Feedback.from_dict(message)
+        cfg = self.cfg
+        source = item.image_path
+        if not _kept_by_dashboard(source):
+            self.metrics.count("invalid")
+            log.error("feedback %s names %s, which is not an image the Dashboard kept for "
+                      "feedback; ignored", item.feedback_id, source)
+            return None
+        handled_id = f"feedback:{item.feedback_id}"
+        if self.handled.get(handled_id) is not None or not cfg.review_enabled:
+            if not cfg.review_enabled:
+                log.warning("feedback %s not sent: S3Bucket is not set", item.feedback_id)
+            unlink_quietly(source)
+            return None
+        result = InspectionResult.from_dict(item.result)
+        thing = item.thing_name or self.thing_name
+        keys = feedback_keys(cfg.s3_prefix, result.time, thing, item.image_id,
+                             os.path.splitext(source)[1])
+        sidecars = [
+            (labels.yolo_labels(result.detections, result.image_width, result.image_height),
+             keys["prelabel"]),
+            (labels.operator_labels(item), keys["label"]),
+            (json.dumps(message, separators=(",", ":"), ensure_ascii=False), keys["json"]),
+        ]
+        try:
+            staged = self.staging.stage_files(handled_id, source, keys["image"], sidecars)
+        except FileNotFoundError:
+            self.metrics.count("review_missing_image")
+            log.warning("feedback image %s is gone (%s)", item.feedback_id, source)
+            return None
+        metadata = {"vqi-image-id": item.image_id, "vqi-reason": "feedback",
+                    "vqi-thing": thing, "vqi-label": item.label, "vqi-verdict": result.verdict}
+        entries = self.tracker.new_entries(staged, cfg.s3_bucket, handled_id, metadata)
+        tasks = [task_payload(entry) for entry in entries]
+        self.tracker.record(entries)
+        for task in tasks:
+            append(self.results_link, cfg.export_stream, task)
+        self.handled.add(handled_id, {"review": True, "reason": "feedback",
+                                      "s3_key": keys["image"], "s3_bucket": cfg.s3_bucket})
+        unlink_quietly(source)
+        self.metrics.count("feedback_staged")
         return keys["image"]
 
     @staticmethod

@@ -48,6 +48,8 @@ class UploaderConfig:
     archived_topic: str = setting("ArchivedTopic", "vqi/archived", bool, "must not be empty")
     # champion/challenger disagreements from Inference: reviewed with both label sets; "" = off
     challenger_topic: str = setting("ChallengerTopic", "vqi/challenger")
+    # operator feedback from the Dashboard: the image with the model's and the operator's labels
+    feedback_topic: str = setting("FeedbackTopic", "vqi/feedback")  # "" = off
     metrics_topic: str = setting("MetricsTopic", "vqi/metrics")
     metrics_interval_s: float = setting("MetricsIntervalSeconds", 60.0, _positive, "must be > 0")
     thing_name: str = setting("ThingName", "")
