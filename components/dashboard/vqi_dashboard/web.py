@@ -174,6 +174,9 @@ class Server(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     server: Server
     protocol_version = "HTTP/1.1"
+    # An unreadable request line is answered with a status line and headers, not as HTTP/0.9
+    # (a bare body), so the client sees why.
+    default_request_version = "HTTP/1.0"
     timeout = SOCKET_TIMEOUT_S
     server_version = "vqi-dashboard"
     sys_version = ""
@@ -186,7 +189,8 @@ class Handler(BaseHTTPRequestHandler):
             code = code.value
         if isinstance(code, int) and code >= 400:
             self.server.count("http_refused")
-        log.debug("%s %s %s", self.command, self.path.split("?")[0][:200], code)
+        path = getattr(self, "path", "")  # not set when the request line was unreadable
+        log.debug("%s %s %s", self.command, path.split("?")[0][:200], code)
 
     # -- answers -------------------------------------------------------------------------------
     def send_error(self, code: int, message: Optional[str] = None,
