@@ -53,7 +53,6 @@ class Rig:
 
     def __init__(self, tmp: Path, **config: Any) -> None:
         from localgg.ipc_server import IpcServer
-
         from tests.inference.localrt import env
 
         self.tmp = tmp

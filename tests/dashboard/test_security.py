@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from vqi_dashboard import web
 
 from .rig import Rig, result

@@ -75,3 +75,34 @@ def test_a_consumer_ready_message_round_trips_and_tolerates_a_missing_instance()
                           instance="abc")
     assert ConsumerReady.from_dict(ready.to_dict()) == ready
     assert ConsumerReady.from_dict({"component": "x", "consumes": "y"}).instance == ""
+
+
+def _feedback(**changes):
+    from shared.messages import Feedback, InspectionResult
+
+    result = InspectionResult(image_id="i", path="/i.jpg", verdict="OK").to_dict()
+    values = {"feedback_id": "f" * 32, "image_id": "i", "label": "confirm",
+              "image_path": "/w/feedback/x.jpg", "result": result, **changes}
+    return Feedback.from_dict(values)
+
+
+@pytest.mark.parametrize("changes,word", [
+    ({"label": "Confirm"}, "label"), ({"boxes": [[0, 0, 1, 1]]}, "only a missed_defect"),
+    ({"label": "missed_defect", "boxes": [[0.5, 0, 0.4, 1]]}, "x1 < x2"),
+    ({"label": "missed_defect", "boxes": [[0, 0, 1, 1.5]]}, "within 0..1"),
+    ({"label": "missed_defect", "boxes": [[0.1, 0.1, 0.2, 0.2]] * 21}, "at most 20"),
+    ({"class_id": -1}, "class_id"), ({"class_id": True}, "class_id"),
+    ({"comment": "x" * 501}, "comment"), ({"result": {"image_id": "i"}}, "missing field"),
+])
+def test_feedback_refuses_what_the_uploader_could_not_use(changes, word):
+    from shared.messages import MessageError
+
+    with pytest.raises(MessageError, match=word):
+        _feedback(**changes)
+
+
+def test_feedback_round_trips_and_matches_its_schema(assert_valid_message):
+    message = _feedback(label="missed_defect", boxes=[[0.1, 0.2, 0.3, 0.4]]).to_dict()
+    assert_valid_message("feedback.schema.json", message)
+    assert _feedback(**{k: v for k, v in message.items() if k != "schema_version"}).boxes == \
+        [[0.1, 0.2, 0.3, 0.4]]

@@ -77,7 +77,8 @@ class Rig:
         self.ipc.start()
         self.ipc.add_component(PEER, {}, {"aws.greengrass.ipc.pubsub": {"peer:1": {
             "operations": ["aws.greengrass#PublishToTopic", "aws.greengrass#SubscribeToTopic"],
-            "resources": ["vqi/results", "vqi/archived", "vqi/metrics", "vqi/challenger"]}}})
+            "resources": ["vqi/results", "vqi/archived", "vqi/metrics", "vqi/challenger",
+                          "vqi/feedback"]}}})
 
     # -- servers and process -------------------------------------------------------------------
     def start_sm(self, online: bool = True) -> None:
@@ -154,6 +155,10 @@ class Rig:
     def publish_disagreement(self, message: Dict[str, Any]) -> None:
         assert self.peer is not None
         self.peer.publish_json("vqi/challenger", message)
+
+    def publish_feedback(self, message: Dict[str, Any]) -> None:
+        assert self.peer is not None
+        self.peer.publish_json("vqi/feedback", message)
 
     def confirmed(self) -> Dict[str, List[Dict[str, Any]]]:
         with self._lock:

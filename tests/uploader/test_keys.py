@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from vqi_uploader.keys import review_keys, safe_part
+from vqi_uploader.keys import feedback_keys, review_keys, safe_part
 
 # Stream Manager's own key check (S3ExportTaskDefinition), minus its placeholder syntax.
 SDK_KEY = re.compile(r"^[^\\{ }%`\[\]\"'><~#^?|]+$")
@@ -35,3 +35,12 @@ def test_unsafe_characters_are_replaced_so_the_sdk_accepts_the_key():
     assert keys.image == "p/2026/01/02/my_thing_1/ok/a_b__c__.._d.jpg"
     assert SDK_KEY.match(keys.image)
     assert safe_part("..") == "unknown"
+
+
+def test_feedback_keys_are_per_image_so_the_last_judgement_wins():
+    keys = feedback_keys("p/", "2026-03-07T10:00:00Z", "t", "img 1", ".JPEG")
+    assert keys == {"image": "p/feedback/2026/03/07/t/img_1.jpeg",
+                    "prelabel": "p/feedback/2026/03/07/t/img_1.prelabel.txt",
+                    "label": "p/feedback/2026/03/07/t/img_1.label.txt",
+                    "json": "p/feedback/2026/03/07/t/img_1.json"}
+    assert all(SDK_KEY.match(k) for k in keys.values())

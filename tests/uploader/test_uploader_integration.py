@@ -10,7 +10,7 @@ from typing import Iterator
 import jsonschema
 import pytest
 
-from shared.messages import ChallengerDisagreement
+from shared.messages import ChallengerDisagreement, Feedback, InspectionResult
 from vqi_uploader.keys import review_keys
 
 from .rig import BUCKET, REPO, THING, Rig, make_result
@@ -268,3 +268,53 @@ def test_a_disagreement_naming_another_file_is_refused_and_the_file_kept(rig: Ri
     rig.wait(lambda: "not an image Inference kept" in rig.log_tail(), 10, "refusal logged")
     assert victim.read_bytes() == b"keep me"
     assert not any("dis-002" in key for key in rig.s3_keys())
+
+
+def feedback(rig: Rig, image_id: str, label: str, boxes: list) -> dict:
+    """What the Dashboard publishes when an operator judges a result: its copy of the image."""
+    kept = rig.tmp / "dashboard-work" / "feedback"
+    kept.mkdir(parents=True, exist_ok=True)
+    fid = f"{abs(hash((image_id, label))):032x}"[-32:]
+    path = kept / f"{fid}.jpg"
+    path.write_bytes(b"\xff\xd8\xff" + image_id.encode() * 50)
+    result = make_result(image_id, str(rig.inbox / f"{image_id}.jpg"), "DEFECT", [0.9])
+    return Feedback(feedback_id=fid, image_id=image_id, label=label, image_path=str(path),
+                    result=result, boxes=boxes, thing_name=THING).to_dict()
+
+
+@pytest.mark.parametrize("label,boxes,lines", [
+    ("confirm", [], 1), ("false_alarm", [], 0), ("missed_defect", [[0.5, 0.5, 0.7, 0.6]], 2),
+])
+def test_feedback_reaches_the_bucket_with_the_prelabel_and_the_operators_label(
+        rig: Rig, label: str, boxes: list, lines: int):
+    rig.start_sm()
+    rig.start_uploader()
+    rig.connect_peer()
+    message = feedback(rig, "fb-001", label, boxes)
+    image = Path(message["image_path"]).read_bytes()
+    rig.publish_feedback(message)
+    when = InspectionResult.from_dict(message["result"]).time[:10].replace("-", "/")
+    base = f"vqi/review/feedback/{when}/{THING}/fb-001"
+    rig.wait(lambda: f"{base}.json" in rig.s3_keys(), 20, "feedback export")
+    assert {f"{base}.jpg", f"{base}.prelabel.txt", f"{base}.label.txt"} <= set(rig.s3_keys())
+    assert rig.s3_read(f"{base}.jpg") == image
+    assert rig.s3_read(f"{base}.prelabel.txt").decode().count("\n") == 1
+    label_text = rig.s3_read(f"{base}.label.txt").decode()
+    assert label_text.count("\n") == lines
+    if boxes:
+        assert label_text.splitlines()[-1] == "0 0.600000 0.550000 0.200000 0.100000"
+    assert json.loads(rig.s3_read(f"{base}.json"))["label"] == label
+    rig.wait(lambda: not Path(message["image_path"]).exists(), 10, "the copy deleted")
+    assert rig.confirmed() == {}
+
+
+def test_feedback_naming_another_file_is_refused_and_the_file_kept(rig: Rig):
+    rig.start_sm()
+    rig.start_uploader()
+    rig.connect_peer()
+    victim = rig.tmp / "precious.jpg"
+    victim.write_bytes(b"keep me")
+    rig.publish_feedback({**feedback(rig, "fb-002", "confirm", []), "image_path": str(victim)})
+    rig.wait(lambda: "not an image the Dashboard kept" in rig.log_tail(), 10, "refusal logged")
+    assert victim.read_bytes() == b"keep me"
+    assert not any("fb-002" in key for key in rig.s3_keys())

@@ -24,7 +24,9 @@ def shifts(now: float, start_hours: Sequence[int], count: int = 3,
     time (`tz` for tests). A shift runs from one start hour to the next; names are the start
     hour and the date it began on, e.g. "06:00 2026-12-02"."""
     hours = sorted(start_hours)
-    local = datetime.fromtimestamp(now, tz) if tz else datetime.fromtimestamp(now).astimezone()
+    # Naive local time when no tz: .timestamp() then applies the offset in force at each start,
+    # so a shift that begins after a daylight-saving change still starts at its wall-clock hour.
+    local = datetime.fromtimestamp(now, tz)
     starts: List[datetime] = []
     day = local.replace(hour=0, minute=0, second=0, microsecond=0)
     for back in range(0, count // len(hours) + 2):
@@ -44,9 +46,7 @@ def shifts(now: float, start_hours: Sequence[int], count: int = 3,
 
 
 def _at_hour(day: datetime, hour: int) -> datetime:
-    # Through a naive time and back, so a daylight-saving change keeps the wall-clock hour.
-    naive = day.replace(tzinfo=None, hour=hour)
-    return naive.astimezone(day.tzinfo) if day.tzinfo else naive
+    return day.replace(hour=hour)
 
 
 def _next_start(start: datetime, hours: Sequence[int]) -> datetime:
