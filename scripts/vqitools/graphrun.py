@@ -24,7 +24,8 @@ from vqitools.build import REPO_ROOT
 from vqitools.demo import demo_overrides, original_name, prepare_folders
 
 INFERENCE = "com.example.vqi.Inference"
-SERVICES = ("com.example.vqi.ImageSource", INFERENCE, "com.example.vqi.Uploader")
+DASHBOARD = "com.example.vqi.Dashboard"
+SERVICES = ("com.example.vqi.ImageSource", INFERENCE, "com.example.vqi.Uploader", DASHBOARD)
 SCRIPTS = REPO_ROOT / "scripts"
 LOCAL_SITE = SCRIPTS / "sites" / "local.yaml"
 
@@ -39,6 +40,8 @@ class Graph:
         self.proc: Optional[subprocess.Popen[bytes]] = None
         prepare_root(root)
         updates = demo_overrides(root, site)
+        # any free port: graphs run beside a demo (8090) and each other
+        updates.setdefault(DASHBOARD, {}).setdefault("merge", {})["Port"] = 0
         for name, merge in (merges or {}).items():
             updates.setdefault(name, {}).setdefault("merge", {}).update(merge)
         self.overrides = root.parent / f"{root.name}-overrides.json"

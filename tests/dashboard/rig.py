@@ -1,129 +1,29 @@
-"""The Dashboard as a real process (`python -m vqi_dashboard`) on the local IPC server, with its
-recipe's configuration and accessControl, and HTTP helpers that speak to it as a browser or an
-attacker would. A test component acting as Inference (and the alerting components) publishes."""
+"""The Dashboard as a real process on the local IPC server (vqitools.dashrun), with HTTP
+helpers that speak to it as a browser or an attacker would."""
 
 from __future__ import annotations
 
 import http.client
 import json
-import os
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
-import yaml
-
-from shared.messages import Detection, InspectionResult, ModelInfo
-
-REPO = Path(__file__).resolve().parents[2]
-COMPONENT = REPO / "components" / "dashboard"
-DASHBOARD = "com.example.vqi.Dashboard"
-PUBLISHER = "test.vqi.Line"
-THING = "test-thing"
-ALLOW_ALL = {"aws.greengrass.ipc.pubsub": {"line:1": {"operations": ["*"], "resources": ["*"]}}}
+from vqitools.dashrun import DashboardProcess
 
 
-def recipe() -> Dict[str, Any]:
-    return yaml.safe_load((COMPONENT / "recipe.yaml").read_text())
-
-
-def default_configuration() -> Dict[str, Any]:
-    return dict(recipe()["ComponentConfiguration"]["DefaultConfiguration"])
-
-
-def result(image_id: str, path: str, verdict: str = "OK", camera: str = "cam-1",
-           time_iso: Optional[str] = None, boxes: int = 0) -> Dict[str, Any]:
-    """An InspectionResult as Inference publishes it."""
-    detections = [Detection(class_id=0, class_name="scratch", score=0.9 - 0.1 * i,
-                            box=[10.0 + i, 10.0, 50.0 + i, 30.0],
-                            box_norm=[0.1, 0.1 + 0.1 * i, 0.4, 0.15 + 0.1 * i])
-                  for i in range(boxes)]
-    extra = {"time": time_iso} if time_iso else {}
-    return InspectionResult(image_id=image_id, path=path, verdict=verdict, detections=detections,
-                            model=ModelInfo("vqi-test", "1.0.0", "0" * 64),
-                            timings_ms={"total": 12.5}, image_width=100, image_height=100,
-                            camera_id=camera, thing_name=THING, **extra).to_dict()
-
-
-class Rig:
-    """IpcServer + the Dashboard process + a publisher client; HTTP to the Dashboard."""
+class Rig(DashboardProcess):
+    """DashboardProcess + images where ImageSource keeps them + HTTP to the Dashboard."""
 
     def __init__(self, tmp: Path, **config: Any) -> None:
-        from localgg.ipc_server import IpcServer
-        from tests.inference.localrt import env
-
+        super().__init__(tmp, **config)
         self.tmp = tmp
-        self.ipc_dir = Path(tempfile.mkdtemp(prefix="vqidash"))  # short socket path
-        self.server = IpcServer(self.ipc_dir / "ipc.sock", self.ipc_dir / "cloud.jsonl", THING)
-        self.server.start()
-        self.work = tmp / "work"
-        self.work.mkdir()
-        self.state = tmp / "images"  # ImageSource's StateDir
-        for folder in ("processing", "done", "failed"):
-            (self.state / folder).mkdir(parents=True)
-        configuration = {**default_configuration(), "Port": 0,
-                         "ImageDirs": [str(self.state)], **config}
-        acl = configuration.pop("accessControl")
-        self.server.add_component(DASHBOARD, configuration, acl)
-        self.server.add_component(PUBLISHER, {}, ALLOW_ALL)
-        from shared.ipc import IpcClient
-
-        with env(self.server.ipc_env(PUBLISHER)):
-            self.line = IpcClient()
-        self.received: List[Tuple[str, Any]] = []
-        self.proc: Optional[subprocess.Popen] = None
-        self.log = tmp / "dashboard.log"
 
     def start(self, timeout: float = 30.0) -> "Rig":
-        environ = {**os.environ, **self.server.ipc_env(DASHBOARD), "VQI_WORK_DIR": str(self.work),
-                   "PYTHONPATH": f"{COMPONENT}:{REPO}", "AWS_IOT_THING_NAME": THING}
-        url_file = self.work / "dashboard.url"
-        url_file.unlink(missing_ok=True)
-        self.proc = subprocess.Popen([sys.executable, "-u", "-m", "vqi_dashboard"], env=environ,
-                                     stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while not url_file.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the dashboard did not start (exit {self.proc.poll()}):\n"
-                                     + self.log.read_text()[-3000:])
-            time.sleep(0.05)
-        self.url = url_file.read_text().strip()
-        self.port = int(self.url.rsplit(":", 1)[1].strip("/"))
-        self._wait_subscribed()
+        super().start(timeout)
         return self
 
-    def _wait_subscribed(self, timeout: float = 15.0) -> None:
-        """Until the process reported RUNNING (its subscriptions are made by then)."""
-        deadline = time.monotonic() + timeout
-        while self.server.component_state(DASHBOARD) != "RUNNING":
-            if time.monotonic() > deadline:
-                raise AssertionError("the dashboard never reported RUNNING:\n"
-                                     + self.log.read_text()[-3000:])
-            time.sleep(0.05)
-
-    def stop(self) -> int:
-        if self.proc is None:
-            return 0
-        self.proc.terminate()
-        try:
-            return self.proc.wait(20)
-        finally:
-            self.proc = None
-
-    def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.line.close()
-        self.server.stop()
-
-    # -- publishing as the line would --------------------------------------------------------
-    def publish(self, topic: str, message: Any) -> None:
-        self.line.publish_json(topic, message)
-
+    # -- the line's files --------------------------------------------------------------------
     def image(self, name: str, where: str = "processing", data: Optional[bytes] = None) -> Path:
         """A JPEG where ImageSource keeps it (`processing`, or `done/<UTC day>`)."""
         if where == "done":

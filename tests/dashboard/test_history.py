@@ -7,7 +7,7 @@ from pathlib import Path
 
 from vqi_dashboard.history import Filters, History
 
-from .rig import result
+from vqitools.dashrun import result
 
 
 def history(tmp_path: Path, rows: int = 1000, hours: float = 24) -> History:

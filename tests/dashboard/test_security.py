@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from vqi_dashboard import web
 
-from .rig import Rig, result
+from vqitools.dashrun import result
+
+from .rig import Rig
 
 TOKEN = "line-7-token-0123456789abcdef"
 

@@ -6,7 +6,9 @@ import json
 import time
 from pathlib import Path
 
-from .rig import Rig, result
+from vqitools.dashrun import result
+
+from .rig import Rig
 
 RESULTS = "vqi/results"
 ALERTS = "vqi/alerts"

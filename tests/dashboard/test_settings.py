@@ -8,8 +8,7 @@ import pytest
 from vqi_dashboard.settings import image_roots, parse, read_token
 
 from shared.config import ConfigError
-
-from .rig import default_configuration
+from vqitools.dashrun import default_configuration
 
 
 def test_the_recipe_defaults_listen_on_this_device_only() -> None:

@@ -21,7 +21,7 @@ def test_graph_bench_reports_throughput_latency_cpu_rss_idle_and_the_bound():
     figures = json.loads(done.stdout)
     print(figures)
     assert (figures["lost"], figures["archived_twice"], figures["failed"]) == (0, 0, 0)
-    for process in ("ImageSource", "Inference", "Uploader", "runtime"):
+    for process in ("ImageSource", "Inference", "Uploader", "Dashboard", "runtime"):
         assert figures["cpu_ms_per_image"][process] > 0
         assert figures["rss_mb"][process] > 0
         assert process in figures["idle_cpu_ms_per_s"]

@@ -9,6 +9,7 @@ import htm from "./vendor/htm.module.js";
 const html = htm.bind(h);
 const LIVE_ROWS = 40;
 const SUMMARY_EVERY_MS = 5000;
+const SUMMARY_AFTER_RESULTS_MS = 2000; // counts follow a busy line every 2 s, not per result
 const LABELS = { confirm: "Confirm", false_alarm: "False alarm", missed_defect: "Missed defect" };
 
 // What the benchmark and the tests read: events received and rendered, and when.
@@ -208,6 +209,7 @@ class App extends Component {
     this.state = { info: null, summary: null, live: [], connected: false, selected: null, error: "", fresh: 0 };
     this.pending = [];
     this.frame = 0;
+    this.summaryAt = 0;
   }
 
   async componentDidMount() {
@@ -250,9 +252,11 @@ class App extends Component {
         : s.summary;
       return { live: [...batch, ...s.live].slice(0, LIVE_ROWS), summary, fresh: s.fresh + batch.length };
     }, () => { stats.rendered += batch.length; stats.lastRenderAt = performance.now(); });
+    if (performance.now() - this.summaryAt > SUMMARY_AFTER_RESULTS_MS) this.refresh();
   }
 
   async refresh() {
+    this.summaryAt = performance.now();
     try { this.setState({ summary: await api("/api/summary"), error: "" }); }
     catch (e) { this.setState({ error: e.message }); }
   }
