@@ -98,8 +98,8 @@ def test_ci_publish_fails_when_any_component_fails_but_tries_them_all(tmp_path):
     assert proc.returncode != 0
     records = [json.loads(line) for line in results.read_text().splitlines()]
     assert {r["folder"].split("/")[-1]: r["status"] for r in records} == {
-        "image-source": "published", "inference": "failed", "model": "published",
-        "uploader": "published"}
+        "dashboard": "published", "image-source": "published", "inference": "failed",
+        "model": "published", "uploader": "published"}
 
 
 def test_the_publish_build_installs_no_model_toolchain():

@@ -27,6 +27,7 @@ COMPONENTS = {
     "inference": "com.example.vqi.Inference",
     "image-source": "com.example.vqi.ImageSource",
     "uploader": "com.example.vqi.Uploader",
+    "dashboard": "com.example.vqi.Dashboard",
 }
 URI_PREFIX = "s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/"
 SCHEMA = json.loads((REPO / "scripts/vqitools/schemas/gdk-config-1.6.2.schema.json").read_text())

@@ -112,7 +112,22 @@ def test_dropped_images_appear_in_the_live_stream_without_a_reload(line: Any,
           20, "the defect images to load")
     boxes = browser.find_elements("css selector", "#defects .defect .box.model")
     assert boxes, "the model's boxes are drawn on the defect images"
+    until(lambda: browser.find_element("id", "kpi-total").text == str(len(names)), 20,
+          "the counts to follow")
+    refused = [entry["message"] for entry in browser.get_log("browser")
+               if "Content Security Policy" in entry["message"]]
+    assert not refused, refused  # the page needs nothing its own policy forbids
     screenshot(browser, "dashboard.png")
+
+
+def test_the_dashboard_runs_as_the_component_user(line: Any) -> None:
+    import pwd
+
+    _state, pid = line.state("com.example.vqi.Dashboard")
+    uid = int(next(row for row in Path(f"/proc/{pid}/status").read_text().splitlines()
+                   if row.startswith("Uid:")).split()[1])
+    expected = "ggc_user" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+    assert pwd.getpwuid(uid).pw_name == expected
 
 
 @pytest.mark.timeout(600)

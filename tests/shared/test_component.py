@@ -26,6 +26,7 @@ COMPONENTS = {
     "com.example.vqi.ImageSource": ("image-source", "vqi_image_source"),
     "com.example.vqi.Inference": ("inference", "vqi_inference"),
     "com.example.vqi.Uploader": ("uploader", "vqi_uploader"),
+    "com.example.vqi.Dashboard": ("dashboard", "vqi_dashboard"),
 }
 IPC_ENV = ("SVCUID", "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT",
            "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH")
@@ -82,7 +83,8 @@ def test_without_a_nucleus_a_component_exits_2(name: str) -> None:
 
 BAD_VALUE = {"com.example.vqi.ImageSource": ("MaxInFlight", 0),
              "com.example.vqi.Inference": ("ConfidenceThreshold", 2),
-             "com.example.vqi.Uploader": ("OkSampleRate", 5)}
+             "com.example.vqi.Uploader": ("OkSampleRate", 5),
+             "com.example.vqi.Dashboard": ("Port", 70000)}
 
 
 @pytest.mark.parametrize("name", sorted(COMPONENTS))

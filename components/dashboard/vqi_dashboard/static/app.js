@@ -257,6 +257,8 @@ class App extends Component {
 
   async refresh() {
     this.summaryAt = performance.now();
+    // The first page follows the line; a later page stays put while someone reads it.
+    if (this.table && this.state.fresh && this.table.state.page === 1) this.table.load();
     try { this.setState({ summary: await api("/api/summary"), error: "" }); }
     catch (e) { this.setState({ error: e.message }); }
   }
@@ -285,7 +287,7 @@ class App extends Component {
           <h2>Live</h2>
           <ol class="stream">${live.map((r) => html`<li key=${r.image_id} class="live-row" data-image-id=${r.image_id} onClick=${() => this.open(r.image_id)}>
             <${Verdict} verdict=${r.verdict} /> <span class="when">${clock(r.time)}</span> <span class="cam">${r.camera_id}</span>
-            <span class="n">${r.detections ? `${r.detections} found, ${r.top_score.toFixed(2)}` : ""}</span></li>`)}</ol>
+            <span class="n">${r.detections ? `${r.detections} × ${r.top_score.toFixed(2)}` : ""}</span></li>`)}</ol>
         </section>
         <section class="panel" id="defects">
           <h2>Latest defects</h2>
