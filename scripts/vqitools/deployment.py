@@ -1,7 +1,7 @@
 """Greengrass deployment documents for a site, from a small per-site settings file.
 
 The output is the JSON `aws greengrassv2 create-deployment --cli-input-json file://...` takes: the
-four components at chosen versions, Stream Manager, and each component's configuration update.
+five components at chosen versions, Stream Manager, and each component's configuration update.
 Setting keys are checked against the recipe defaults so a typo fails here, not on the line.
 
 A deployment PATCHES what a device holds (KernelConfigResolver.resolveConfigurationToApply): a key

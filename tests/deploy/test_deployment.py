@@ -15,7 +15,7 @@ from vqitools.deployment import SiteError, deployment_document, load_site, local
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "scripts" / "sites" / "example.yaml"
 NAMES = {"com.example.vqi.Model", "com.example.vqi.Inference", "com.example.vqi.ImageSource",
-         "com.example.vqi.Uploader"}
+         "com.example.vqi.Uploader", "com.example.vqi.Dashboard"}
 
 
 def site(**changes) -> dict:
@@ -24,7 +24,7 @@ def site(**changes) -> dict:
     return data
 
 
-def test_example_site_gives_all_four_components_and_stream_manager():
+def test_example_site_gives_every_component_and_stream_manager():
     doc = deployment_document(load_site(EXAMPLE))
     assert set(doc["components"]) == NAMES | {"aws.greengrass.StreamManager"}
     assert doc["targetArn"].endswith("thinggroup/plant-a-line-3")
@@ -149,7 +149,7 @@ def test_yaml_on_for_a_string_key_is_caught_from_the_site_file(tmp_path):
 def test_check_validates_without_writing(tmp_path):
     done = subprocess.run([str(REPO / "scripts/make-deployment"), str(EXAMPLE), "--check"],
                           capture_output=True, text=True, cwd=tmp_path)
-    assert done.returncode == 0 and "is a valid deployment of 5 components" in done.stdout
+    assert done.returncode == 0 and "is a valid deployment of 6 components" in done.stdout
     assert list(tmp_path.iterdir()) == []
 
 

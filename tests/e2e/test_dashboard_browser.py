@@ -50,12 +50,14 @@ def line(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def browser(line: Any) -> Iterator[Any]:
+def browser(line: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    # a profile pytest removes, instead of one chromium would leave in /tmp
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium')}")
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                 "--window-size=1440,1000", "--disable-gpu"):
         options.add_argument(arg)

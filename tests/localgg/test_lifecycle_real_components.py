@@ -83,7 +83,7 @@ def test_real_model_with_corrupt_onnx_ends_broken(built, tmp_path) -> None:
 
 @pytest.mark.timeout(120)
 def test_nucleus_mode_over_all_built_components(built, tmp_path) -> None:
-    components = require(built, "model", "inference", "image-source", "uploader")
+    components = require(built, "model", "inference", "image-source", "uploader", "dashboard")
     runtime = LocalRuntime(RuntimeOptions(root=tmp_path / "root", components_dir=components,
                                           thing_name="line-3"))
     try:
@@ -91,7 +91,12 @@ def test_nucleus_mode_over_all_built_components(built, tmp_path) -> None:
         env_dir = tmp_path / "root/env"
         names = sorted(p.stem for p in env_dir.glob("*.env"))
         assert names == sorted(["com.example.vqi.ImageSource", INFERENCE, MODEL,
-                                "com.example.vqi.Uploader"])
+                                "com.example.vqi.Uploader", "com.example.vqi.Dashboard"])
+        # A dependency's work folder and (empty) configuration value reach the Dashboard.
+        dashboard = read_env_file(env_dir / "com.example.vqi.Dashboard.env")
+        assert dashboard["VQI_IMAGE_WORK_DIR"] == str(
+            (tmp_path / "root/work/com.example.vqi.ImageSource").resolve())
+        assert dashboard["VQI_IMAGE_STATE_DIR"] == ""
         inference = read_env_file(env_dir / f"{INFERENCE}.env")
         assert (Path(inference["VQI_MODEL_DIR"]) / "model.onnx").is_file()
         app = Path(inference["PYTHONPATH"])
