@@ -18,11 +18,13 @@ class ConfigError(ValueError):
 
 
 def setting(
-    key: str, default: Any, check: Optional[Callable[[Any], bool]] = None, hint: str = ""
+    key: str, default: Any, check: Optional[Callable[[Any], bool]] = None, hint: str = "",
+    secret: bool = False,
 ) -> Any:
-    """A dataclass field bound to recipe key `key`; `check` returns True for an acceptable value."""
+    """A dataclass field bound to recipe key `key`; `check` returns True for an acceptable value.
+    A `secret` value is never repeated in an error message (it would reach the log)."""
     factory = (lambda d=default: type(d)(d)) if isinstance(default, (list, dict)) else None
-    meta = {"key": key, "check": check, "hint": hint}
+    meta = {"key": key, "check": check, "hint": hint, "secret": secret}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -71,15 +73,16 @@ def load(cls: Type[T], raw: Dict[str, Any]) -> T:
         if key not in raw or raw[key] is None:
             values[f.name] = default
             continue
+        shown = "<redacted>" if f.metadata.get("secret") else repr(raw[key])
         try:
             value = _coerce(raw[key], default)
         except (TypeError, ValueError) as exc:
-            errors.append(f"{key}={raw[key]!r}: {exc}")
+            errors.append(f"{key}={shown}: {exc}")
             continue
         check = f.metadata.get("check")
         if check is not None and not check(value):
             hint = f.metadata.get("hint") or "value out of range"
-            errors.append(f"{key}={raw[key]!r}: {hint}")
+            errors.append(f"{key}={shown}: {hint}")
             continue
         values[f.name] = value
     if errors:

@@ -50,17 +50,44 @@ def test_a_symlinked_file_or_folder_is_refused(tmp_path: Path) -> None:
 
 
 def test_read_refuses_a_symlink_swapped_in_after_find(tmp_path: Path) -> None:
-    target = tmp_path / "t.jpg"
+    root = layout(tmp_path)
+    target = root / "processing" / "t.jpg"
     target.write_bytes(b"x")
-    link = tmp_path / "l.jpg"
+    link = root / "processing" / "l.jpg"
     os.symlink(target, link)
     with pytest.raises(OSError):
-        images.read(str(link))
-    assert images.read(str(target)) == b"x"
+        images.read(str(link), [str(root)])
+    assert images.read(str(target), [str(root)]) == b"x"
+
+
+def test_read_refuses_a_folder_swapped_for_a_symlink_after_find(tmp_path: Path) -> None:
+    root = layout(tmp_path)
+    day = root / "done" / "2026-03-04"
+    day.mkdir(parents=True)
+    (day / "a.jpg").write_bytes(b"mine")
+    found = images.find("a.jpg", time.time(), [str(root)])
+    assert found is not None
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "a.jpg").write_bytes(b"secret")
+    (day / "a.jpg").unlink()
+    day.rmdir()
+    os.symlink(outside, day)  # the day folder now leads out of the root
+    with pytest.raises(OSError, match="outside"):
+        images.read(found[0], [str(root)])
+
+
+def test_read_never_waits_on_a_fifo(tmp_path: Path) -> None:
+    root = layout(tmp_path)
+    fifo = root / "processing" / "f.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"):
+        images.read(str(fifo), [str(root)])
 
 
 def test_read_refuses_more_than_the_limit(tmp_path: Path) -> None:
-    big = tmp_path / "big.jpg"
+    root = layout(tmp_path)
+    big = root / "processing" / "big.jpg"
     big.write_bytes(b"x" * 2000)
     with pytest.raises(OSError, match="larger"):
-        images.read(str(big), limit=1000)
+        images.read(str(big), [str(root)], limit=1000)

@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from vqitools.dashrun import result
+from vqitools.dashrun import DASHBOARD, result
 
 from .rig import Rig
 
@@ -206,3 +206,76 @@ def test_metrics_use_the_common_envelope(tmp_path: Path, assert_valid_metrics) -
     assert_valid_metrics(mine)
     assert {"event_clients", "history_rows", "results_per_s"} <= set(mine)
     json.dumps(mine)
+
+
+def test_a_new_token_ends_the_old_sessions_without_a_restart(tmp_path: Path) -> None:
+    old, new = "first-token-0123456789", "second-token-0123456789"
+    rig = Rig(tmp_path, BindAddress="0.0.0.0", Token=old).start()
+    try:
+        assert rig.get_json("/api/summary", {"Authorization": f"Bearer {old}"})[0] == 200
+        pid = rig.proc.pid
+        rig.server.update_configuration(DASHBOARD, [], {"Token": new})
+        deadline = time.monotonic() + 10
+        while rig.get_json("/api/summary", {"Authorization": f"Bearer {old}"})[0] != 401:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert rig.get_json("/api/summary", {"Authorization": f"Bearer {new}"})[0] == 200
+        assert rig.proc.pid == pid and old not in rig.log.read_text()
+    finally:
+        rig.close()
+
+
+def test_a_new_port_is_served_at_once_and_the_old_one_closed(rig: Rig) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    old = rig.port
+    rig.server.update_configuration(DASHBOARD, [], {"Port": free})
+    url = rig.work / "dashboard.url"
+    deadline = time.monotonic() + 10
+    while url.read_text().strip() != f"http://127.0.0.1:{free}/":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    rig.port = free
+    assert rig.serving()
+
+    def old_port_open() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", old), timeout=2).close()
+        except OSError:
+            return False
+        return True
+
+    while old_port_open():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_a_taken_port_is_refused_and_the_old_one_kept(rig: Rig) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        rig.server.update_configuration(DASHBOARD, [], {"Port": taken.getsockname()[1]})
+        deadline = time.monotonic() + 10
+        while "configuration update rejected" not in rig.log.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    assert rig.serving()
+
+
+def test_it_listens_on_ipv6_loopback(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, BindAddress="::1").start()
+    try:
+        assert rig.url.startswith("http://[::1]:")
+        import http.client
+
+        conn = http.client.HTTPConnection("::1", rig.port, timeout=10)
+        conn.request("GET", "/api/summary", headers={"Host": f"[::1]:{rig.port}"})
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        rig.close()

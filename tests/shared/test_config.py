@@ -46,3 +46,14 @@ def test_list_defaults_are_not_shared_between_instances() -> None:
     first, second = load(Example, {}), load(Example, {})
     first.tags.append("b")
     assert second.tags == ["a"]
+
+
+def test_a_secret_value_is_not_repeated_in_the_error():
+    @dataclass
+    class Secretive:
+        token: str = setting("Token", "", secret=True)
+
+    with pytest.raises(ConfigError) as caught:
+        load(Secretive, {"Token": 1234567890123456789})
+    assert "Token=<redacted>: expected a string" in str(caught.value)
+    assert "1234567890123456789" not in str(caught.value)

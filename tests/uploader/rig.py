@@ -60,6 +60,7 @@ class Rig:
         self.inbox = tmp / "inbox"
         self.inbox.mkdir()
         self.work = tmp / "work"
+        self.kernel = tmp / "kernel"  # the nucleus root: where Inference and the Dashboard work
         self.sm_root = tmp / "sm"
         self.log_path = tmp / "uploader.log"
         self.token = "test-token-123"
@@ -100,7 +101,7 @@ class Rig:
                "STREAM_MANAGER_SERVER_PORT": str(self.sm_port),
                "AWS_CONTAINER_AUTHORIZATION_TOKEN": self.token,
                "PYTHONPATH": f"{REPO / 'components' / 'uploader'}{os.pathsep}{REPO}",
-               "VQI_WORK_DIR": str(self.work)}
+               "VQI_WORK_DIR": str(self.work), "VQI_KERNEL_ROOT": str(self.kernel)}
         log = open(self.log_path, "a", encoding="utf-8")
         self.proc = subprocess.Popen([*(prefix or []), sys.executable, "-u", "-m", "vqi_uploader"],
                                      env=env,

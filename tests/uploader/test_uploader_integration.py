@@ -229,7 +229,7 @@ def test_a_stream_manager_that_lost_its_streams_gets_them_back(rig: Rig):
 
 def disagreement(rig: Rig, image_id: str) -> dict:
     """What Inference publishes when its challenger disagrees: the image it kept, both results."""
-    kept = rig.tmp / "inference-work" / "disagreements"
+    kept = rig.kernel / "work" / "com.example.vqi.Inference" / "disagreements"
     kept.mkdir(parents=True, exist_ok=True)
     path = kept / f"{image_id}.jpg"
     path.write_bytes(b"\xff\xd8\xff" + image_id.encode() * 50)
@@ -272,7 +272,7 @@ def test_a_disagreement_naming_another_file_is_refused_and_the_file_kept(rig: Ri
 
 def feedback(rig: Rig, image_id: str, label: str, boxes: list) -> dict:
     """What the Dashboard publishes when an operator judges a result: its copy of the image."""
-    kept = rig.tmp / "dashboard-work" / "feedback"
+    kept = rig.kernel / "work" / "com.example.vqi.Dashboard" / "feedback"
     kept.mkdir(parents=True, exist_ok=True)
     fid = f"{abs(hash((image_id, label))):032x}"[-32:]
     path = kept / f"{fid}.jpg"
@@ -318,3 +318,16 @@ def test_feedback_naming_another_file_is_refused_and_the_file_kept(rig: Rig):
     rig.wait(lambda: "not an image the Dashboard kept" in rig.log_tail(), 10, "refusal logged")
     assert victim.read_bytes() == b"keep me"
     assert not any("fb-002" in key for key in rig.s3_keys())
+
+
+def test_a_feedback_folder_of_another_component_is_not_trusted(rig: Rig):
+    rig.start_sm()
+    rig.start_uploader()
+    rig.connect_peer()
+    lookalike = rig.kernel / "work" / "com.example.Other" / "feedback"
+    lookalike.mkdir(parents=True)
+    victim = lookalike / "0123.jpg"
+    victim.write_bytes(b"keep me")
+    rig.publish_feedback({**feedback(rig, "fb-003", "confirm", []), "image_path": str(victim)})
+    rig.wait(lambda: "not an image the Dashboard kept" in rig.log_tail(), 10, "refusal logged")
+    assert victim.read_bytes() == b"keep me"

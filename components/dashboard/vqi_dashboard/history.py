@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 CREATE INDEX IF NOT EXISTS feedback_image ON feedback (image_id);
 """
-PRUNE_EVERY = 500  # inserted rows between two pruning passes
+PRUNE_EVERY = 500  # inserted rows between two pruning passes (and once a minute when idle)
 
 
 def epoch(value: str) -> float:
@@ -144,12 +144,11 @@ class History:
         try:
             for r in results:
                 row = summary_row(r)
+                # REPLACE: a redelivered result takes a new seq, so the row limit drops the
+                # oldest arrivals first (and needs no upsert syntax from a newer SQLite).
                 db.execute(
-                    "INSERT INTO results (image_id, ts, camera, verdict, top_score, detections, "
-                    "latency_ms, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (image_id) DO "
-                    "UPDATE SET ts = excluded.ts, camera = excluded.camera, verdict = "
-                    "excluded.verdict, top_score = excluded.top_score, detections = "
-                    "excluded.detections, latency_ms = excluded.latency_ms, body = excluded.body",
+                    "INSERT OR REPLACE INTO results (image_id, ts, camera, verdict, top_score, "
+                    "detections, latency_ms, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (row["image_id"], epoch(row["time"]), row["camera_id"], row["verdict"],
                      row["top_score"], row["detections"], row["latency_ms"],
                      json.dumps(r, separators=(",", ":"))))

@@ -16,7 +16,7 @@ import stat
 from datetime import datetime, timedelta, timezone
 from typing import Iterator, Optional, Sequence, Tuple
 
-IMAGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+IMAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # fullmatch: no trailing newline
 TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
          ".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff"}
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
@@ -72,14 +72,19 @@ def find(recorded: str, when: float, roots: Sequence[str]) -> Optional[Tuple[str
     return None
 
 
-def read(path: str, limit: int = MAX_IMAGE_BYTES) -> bytes:
-    """The file's bytes, refusing a symlink swapped in since `find` (O_NOFOLLOW), anything but
-    a regular file, and anything larger than `limit`."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+def read(path: str, roots: Sequence[str], limit: int = MAX_IMAGE_BYTES) -> bytes:
+    """The file's bytes, checked again on the open file: a folder on the way swapped for a
+    symlink since `find` (the file it opened must still be inside a root), a symlink as the file
+    itself (O_NOFOLLOW), a FIFO (O_NONBLOCK: never waits), anything but a regular file, and
+    anything larger than `limit` are refused with OSError."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise OSError(f"{path} is not a regular file")
+        opened = os.readlink(f"/proc/self/fd/{fd}")
+        if not any(inside(opened, root) for root in roots):
+            raise OSError(f"{path} resolved outside the image folders")
         if st.st_size > limit:
             raise OSError(f"{path} is larger than {limit} bytes")
         chunks = []

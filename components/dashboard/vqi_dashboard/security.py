@@ -86,6 +86,15 @@ class Guard:
     def needs_login(self) -> bool:
         return self.token is not None
 
+    def update(self, token: Optional[str], loopback: bool, allowed_hosts: Iterable[str]) -> None:
+        """A live configuration change; a new token ends every session made with the old one."""
+        with self._lock:
+            if token != self.token:
+                self._sessions.clear()
+            self.token = token
+            self.loopback = loopback
+            self.allowed_hosts = tuple(allowed_hosts)
+
     # -- Host ----------------------------------------------------------------------------------
     def check_host(self, host: Optional[str]) -> None:
         if not host:

@@ -9,6 +9,7 @@ of the image the Uploader will send) and queued for the history like any other m
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -44,8 +45,12 @@ GATHER_S = 0.1  # results reach the page within this (plus the commit) of arrivi
 FEEDBACK_DIR = "feedback"
 FEEDBACK_MAX_AGE_S = 24 * 3600  # copies the Uploader never took (not deployed) are pruned
 URL_FILE = "dashboard.url"
-RESTART_KEYS = ("result_topic", "metrics_topic", "alert_topic", "feedback_topic", "bind_address",
-                "port", "token_file", "token", "allowed_hosts", "image_dirs", "max_event_clients")
+IDLE_PRUNE_S = 60.0
+# Read once at start (a change is logged and waits for a restart); the listener (BindAddress, Port)
+# and its guard (Token, TokenFile, AllowedHosts) change live, so a leaked token is revoked and a
+# LAN screen closed by a deployment alone.
+RESTART_KEYS = ("result_topic", "metrics_topic", "alert_topic", "feedback_topic", "image_dirs",
+                "max_event_clients")
 
 
 def live_row(result: Dict[str, Any]) -> Dict[str, Any]:
@@ -85,7 +90,7 @@ def whole(query: Dict[str, str], key: str, default: int, low: int, high: int) ->
 
 
 def checked_id(image_id: str) -> str:
-    if not images.IMAGE_ID.match(image_id):
+    if not images.IMAGE_ID.fullmatch(image_id):
         raise Refused(400, "not an image id (letters, digits, '.', '_' and '-', up to 128)")
     return image_id
 
@@ -97,6 +102,7 @@ class Dashboard(Idle):
         environ = dict(os.environ if environ is None else environ)
         self.ipc = ipc
         self.cfg = cfg
+        self.started = cfg  # the values of RESTART_KEYS in force
         self.work = work
         self.thing = cfg.thing_name or thing_name
         self.version = environ.get("GREENGRASS_COMPONENT_VERSION", "")
@@ -112,6 +118,7 @@ class Dashboard(Idle):
         self.broadcaster = Broadcaster(cfg.max_event_clients)
         self.guard = Guard(token, cfg.loopback, cfg.port, cfg.allowed_hosts)
         self.server: Optional[Server] = None
+        self._http: Optional[threading.Thread] = None
         self.url = ""
         self._stop = threading.Event()
         self._threads: List[threading.Thread] = []
@@ -123,19 +130,7 @@ class Dashboard(Idle):
         if not self.roots:
             log.warning("no image folder known (ImageDirs empty and ImageSource's state folder "
                         "not passed in): images will not be shown")
-        try:
-            self.server = Server((self.cfg.bind_address, self.cfg.port), self, self.guard,
-                                 self.broadcaster, self.cfg.max_request_bytes,
-                                 self.metrics.count)
-        except OSError as exc:
-            raise StartError(f"cannot listen on {self.cfg.bind_address}:{self.cfg.port} "
-                             f"({exc.strerror}): set Port to a free port, or 0 for any") from exc
-        port = self.server.server_address[1]
-        self.guard.port = port
-        host = "127.0.0.1" if self.cfg.loopback else self.cfg.bind_address
-        self.url = f"http://{host}:{port}/"
-        write_atomic(os.path.join(self.work, URL_FILE), self.url + "\n", mode=0o600)
-        self._threads = [serve(self.server)]
+        self._listen(self.cfg)
         for target, name in ((self._write_loop, "history"), (self._metrics_loop, "metrics")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -149,21 +144,49 @@ class Dashboard(Idle):
                  "LAN, token required" if self.guard.needs_login else "this device only",
                  self.history.count(), ", ".join(self.roots) or "nowhere")
 
+    def _listen(self, cfg: DashboardConfig) -> None:
+        """Serve on cfg's address; the server serving before (if any) is stopped only once the
+        new one listens, so a port that is taken leaves the dashboard where it was."""
+        try:
+            server = Server((cfg.bind_address, cfg.port), self, self.guard, self.broadcaster,
+                            cfg.max_request_bytes, self.metrics.count)
+        except OSError as exc:
+            raise StartError(f"cannot listen on {cfg.bind_address}:{cfg.port} "
+                             f"({exc.strerror}): set Port to a free port, or 0 for any") from exc
+        old, old_thread = self.server, self._http
+        port = server.server_address[1]
+        self.guard.port = port
+        host = cfg.bind_address if not cfg.loopback else (
+            "[::1]" if ":" in cfg.bind_address else "127.0.0.1")
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"  # every interface: this device's own address works too
+        self.url = f"http://{host}:{port}/"
+        write_atomic(os.path.join(self.work, URL_FILE), self.url + "\n", mode=0o600)
+        self.server, self._http = server, serve(server)
+        if old is not None and old_thread is not None:
+            stop(old, old_thread, close_streams=False)
+
     def stop(self) -> None:
         self._stop.set()
-        if self.server is not None:
-            stop(self.server, self._threads[0])
-        for thread in self._threads[1:]:
+        if self.server is not None and self._http is not None:
+            stop(self.server, self._http)
+        for thread in self._threads:
             thread.join(5.0)
         self.history.close()
         unlink_quietly(os.path.join(self.work, URL_FILE))  # nothing listens there any more
 
     def reconfigure(self, raw: Dict[str, Any]) -> None:
         new = parse(raw)
-        for key in RESTART_KEYS:
-            if getattr(new, key) != getattr(self.cfg, key):
+        token = read_token(new)  # a bad token file is refused now, not at the next restart
+        kept = {key: getattr(self.started, key) for key in RESTART_KEYS}
+        for key, value in kept.items():
+            if getattr(new, key) != value:
                 log.warning("%s change takes effect after a restart", key)
-        read_token(new)  # a bad token file is refused now, not at the next restart
+        new = dataclasses.replace(new, **kept)
+        if (new.bind_address, new.port) != (self.cfg.bind_address, self.cfg.port):
+            self._listen(new)
+            log.info("now listening at %s", self.url)
+        self.guard.update(token, new.loopback, new.allowed_hosts)
         self.history.max_rows = new.history_max_rows
         self.history.max_age_s = new.history_max_age_h * 3600.0
         if self.server is not None:
@@ -207,10 +230,17 @@ class Dashboard(Idle):
 
     # -- the writer ----------------------------------------------------------------------------
     def _write_loop(self) -> None:
+        pruned = time.monotonic()
         while not self._stop.is_set():
             try:
                 batch = [self.inbox.get(timeout=0.5)]
             except queue.Empty:
+                if time.monotonic() - pruned > IDLE_PRUNE_S:  # an idle line ages out too
+                    pruned = time.monotonic()
+                    try:
+                        self.history.prune()
+                    except Exception:
+                        log.exception("could not prune the history")
                 continue
             deadline = time.monotonic() + GATHER_S
             while len(batch) < BATCH_LIMIT:
@@ -343,7 +373,7 @@ class Dashboard(Idle):
         if found is None:
             raise Refused(404, f"the image of {image_id} is no longer on this device")
         try:
-            return images.read(found[0]), found[1]
+            return images.read(found[0], self.roots), found[1]
         except OSError as exc:
             raise Refused(404, f"the image of {image_id} cannot be read") from exc
 
@@ -371,7 +401,7 @@ class Dashboard(Idle):
         except (MessageError, TypeError) as exc:
             raise Refused(400, str(exc)) from exc
         try:
-            write_atomic(copy, images.read(found[0]), mode=0o600)
+            write_atomic(copy, images.read(found[0], self.roots), mode=0o600)
         except OSError as exc:
             raise Refused(410, f"the image of {image_id} cannot be read any more") from exc
         payload = message.to_dict()

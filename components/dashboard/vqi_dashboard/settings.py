@@ -50,7 +50,7 @@ class DashboardConfig:
     port: int = setting("Port", 8090, _port, "0 (any free port) or 1..65535")
     token_file: str = setting("TokenFile", "", lambda v: not v or os.path.isabs(v),
                               "an absolute path or empty")
-    token: str = setting("Token", "")
+    token: str = setting("Token", "", secret=True)
     allowed_hosts: list = setting("AllowedHosts", [], lambda v: all(
         isinstance(h, str) and h for h in v), "a list of host names")
 

@@ -9,9 +9,11 @@ goes on serving.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
+import socket
 import threading
 from collections import deque
 from http import HTTPStatus
@@ -28,7 +30,8 @@ STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; ch
                 ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml",
                 ".txt": "text/plain; charset=utf-8"}
 MAX_CONNECTIONS = 64
-SOCKET_TIMEOUT_S = 15.0
+MAX_CONNECTIONS_PER_CLIENT = 16  # one address cannot take every slot (a browser opens ~6)
+SOCKET_TIMEOUT_S = 10.0
 KEEPALIVE_S = 15.0
 WRITE_TIMEOUT_S = 60.0
 CLIENT_BACKLOG = 2000  # events held for one slow browser before it is told to reload
@@ -146,12 +149,41 @@ class Server(ThreadingHTTPServer):
         self.max_body = max_body
         self.count = count
         self.static = static_files()
-        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.stopping = threading.Event()
+        self._open: Dict[str, int] = {}
+        self._connections: set = set()
+        self._open_lock = threading.Lock()
+        if ipaddress.ip_address(address[0]).version == 6:
+            self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
 
+    def _take_slot(self, client: str) -> bool:
+        with self._open_lock:
+            if sum(self._open.values()) >= MAX_CONNECTIONS \
+                    or self._open.get(client, 0) >= MAX_CONNECTIONS_PER_CLIENT:
+                return False
+            self._open[client] = self._open.get(client, 0) + 1
+            return True
+
+    def close_connections(self) -> None:
+        """End every open connection (keep-alive ones included): after a stop, nothing is
+        answered any more, under any configuration."""
+        with self._open_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _free_slot(self, client: str) -> None:
+        with self._open_lock:
+            self._open[client] -= 1
+            if not self._open[client]:
+                del self._open[client]
+
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.slots.acquire(blocking=False):
+        if not self._take_slot(client_address[0]):
             try:
                 request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
                                 b"Connection: close\r\n\r\n")
@@ -162,10 +194,14 @@ class Server(ThreadingHTTPServer):
         super().process_request(request, client_address)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._connections.add(request)
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self.slots.release()
+            with self._open_lock:
+                self._connections.discard(request)
+            self._free_slot(client_address[0])
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.exception("request from %s failed", client_address[0] if client_address else "?")
@@ -204,13 +240,11 @@ class Handler(BaseHTTPRequestHandler):
             body, separators=(",", ":")).encode("utf-8")
         try:
             self.send_response(status)
-            for name, value in HEADERS.items():
+            for name, value in {**HEADERS, **(extra or {})}.items():
                 self.send_header(name, value)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(data)))
-            for name, value in (extra or {}).items():
-                self.send_header(name, value)
-            if close:
+            if close or self._unread_body():
                 self.send_header("Connection", "close")
                 self.close_connection = True
             self.end_headers()
@@ -218,6 +252,15 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+    def _unread_body(self) -> bool:
+        """A body is still on the connection (refused before it was read): the connection is
+        closed after the answer, or the body would be read as the next request."""
+        headers = getattr(self, "headers", None)
+        if headers is None or getattr(self, "_body_read", False):
+            return False
+        length = headers.get("Content-Length", "0").strip()
+        return bool(headers.get("Transfer-Encoding")) or length not in ("", "0")
 
     def refuse(self, exc: Refused) -> None:
         self.reply(exc.status, {"error": str(exc)}, close=exc.status >= 500 or exc.status == 413)
@@ -239,6 +282,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def dispatch(self, route: Callable[[str, Dict[str, str]], None]) -> None:
         self.server.count("http_requests")
+        self._body_read = False
         try:
             self.server.guard.check_host(self.headers.get("Host"))
             parts = urlsplit(self.path)
@@ -283,6 +327,8 @@ class Handler(BaseHTTPRequestHandler):
             data, kind = backend.image(path[len("/api/images/"):])
             self.reply(200, data, kind, {"Cache-Control": "private, max-age=3600"})
         elif path == "/api/events":
+            if self.command == "HEAD":
+                raise Refused(405, "the event stream answers GET only")
             self.events()
         else:
             raise Refused(404, "no such API")
@@ -316,6 +362,7 @@ class Handler(BaseHTTPRequestHandler):
         if int(length) > self.server.max_body:
             raise Refused(413, f"the body is larger than {self.server.max_body} bytes")
         data = self.rfile.read(int(length))
+        self._body_read = True
         if len(data) != int(length):
             raise Refused(400, "the body ended early")
         return data
@@ -367,10 +414,14 @@ def serve(server: Server) -> threading.Thread:
     return thread
 
 
-def stop(server: Server, thread: threading.Thread) -> None:
+def stop(server: Server, thread: threading.Thread, close_streams: bool = True) -> None:
+    """Stop accepting and serving; `close_streams` also ends every live stream (at the
+    component's stop, not when another server takes over: pages reconnect to it)."""
     server.stopping.set()
-    server.broadcaster.close()
+    if close_streams:
+        server.broadcaster.close()
     server.shutdown()
     server.server_close()
+    server.close_connections()
     thread.join(5.0)
 

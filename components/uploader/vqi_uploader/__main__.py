@@ -23,7 +23,8 @@ def build(ipc: Any, raw: Dict[str, Any]) -> Any:
     port = stream_manager_port(dict(os.environ))
     logging.getLogger(COMPONENT_NAME).info("Stream Manager port %d", port)
     work = os.environ.get("VQI_WORK_DIR") or os.getcwd()
-    return Uploader(cfg, ipc, work, os.environ.get("AWS_IOT_THING_NAME", ""))
+    return Uploader(cfg, ipc, work, os.environ.get("AWS_IOT_THING_NAME", ""),
+                    os.environ.get("VQI_KERNEL_ROOT", ""))
 
 
 if __name__ == "__main__":

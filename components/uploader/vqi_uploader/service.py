@@ -62,25 +62,27 @@ STATUS_GATHER_S = 0.25
 SERIES = ("handle",)  # one result: from the worker taking it to its confirmation
 
 
-def _kept_for_us(path: str, folder: str, suffixes: Tuple[str, ...]) -> bool:
-    """Only an image in a folder named `folder` (Inference's `disagreements`, the Dashboard's
-    `feedback`) is ours to stage and delete: a message naming any other file is refused
-    (accessControl lets only that component publish there, but a path from a message is never
-    trusted further than its shape)."""
-    return (os.path.isabs(path) and os.path.basename(os.path.dirname(path)) == folder
-            and path.lower().endswith(suffixes) and os.path.normpath(path) == path
-            and os.path.realpath(path) == path)  # no symlink anywhere on the way
-
-
-def _kept_by_inference(path: str) -> bool:
-    return _kept_for_us(path, "disagreements", (".jpg",))
-
-
 FEEDBACK_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
-def _kept_by_dashboard(path: str) -> bool:
-    return _kept_for_us(path, "feedback", FEEDBACK_SUFFIXES)
+def kept_folders(kernel_root: str) -> Dict[str, str]:
+    """The only folders whose images the Uploader stages and then deletes: Inference's
+    `disagreements` and the Dashboard's `feedback`, in their work folders under the nucleus root
+    (`{kernel:rootPath}/work/<component>`, as NucleusPaths lays them out). A path from a message
+    is never trusted further than that (accessControl lets only those components publish there,
+    but a message names files). None without the root (not interpolated)."""
+    if not kernel_root or "{" in kernel_root or not os.path.isabs(kernel_root):
+        return {}
+    work = os.path.join(os.path.realpath(kernel_root), "work")
+    return {"disagreement": os.path.join(work, "com.example.vqi.Inference", "disagreements"),
+            "feedback": os.path.join(work, "com.example.vqi.Dashboard", "feedback")}
+
+
+def kept_for_us(path: str, folder: str, suffixes: Tuple[str, ...]) -> bool:
+    """`path` is an image directly in `folder`, with no symlink anywhere on the way."""
+    return (bool(folder) and os.path.isabs(path) and os.path.dirname(path) == folder
+            and path.lower().endswith(suffixes) and os.path.normpath(path) == path
+            and os.path.realpath(path) == path)
 
 
 def append(link: StreamManagerLink, stream: str, data: bytes) -> int:
@@ -101,9 +103,11 @@ def rules_of(cfg: UploaderConfig) -> selection.SelectionRules:
 class Uploader(Idle):
     """Run by shared/component.py; the worker, status and metrics threads do the work."""
 
-    def __init__(self, cfg: UploaderConfig, ipc: Any, work_dir: str, thing_name: str = "") -> None:
+    def __init__(self, cfg: UploaderConfig, ipc: Any, work_dir: str, thing_name: str = "",
+                 kernel_root: str = "") -> None:
         super().__init__()
         self.cfg = cfg
+        self.kept = kept_folders(kernel_root)
         self.rules = rules_of(cfg)
         self.ipc = ipc
         self.thing_name = cfg.thing_name or thing_name or "unknown-thing"
@@ -332,7 +336,7 @@ class Uploader(Idle):
         cfg = self.cfg
         handled_id = f"challenger:{item.image_id}"
         source = item.image_path
-        if not _kept_by_inference(source):
+        if not self._kept(source, "disagreement", (".jpg",)):
             self.metrics.count("invalid")
             log.error("disagreement %s names %s, which is not an image Inference kept for "
                       "review; ignored", item.image_id, source)
@@ -377,7 +381,7 @@ class Uploader(Idle):
         item = Feedback.from_dict(message)
         cfg = self.cfg
         source = item.image_path
-        if not _kept_by_dashboard(source):
+        if not self._kept(source, "feedback", FEEDBACK_SUFFIXES):
             self.metrics.count("invalid")
             log.error("feedback %s names %s, which is not an image the Dashboard kept for "
                       "feedback; ignored", item.feedback_id, source)
@@ -417,11 +421,17 @@ class Uploader(Idle):
         self.metrics.count("feedback_staged")
         return keys["image"]
 
-    @staticmethod
-    def _discard(message: Dict[str, Any]) -> None:
+    def _kept(self, path: str, kind: str, suffixes: Tuple[str, ...]) -> bool:
+        if not self.kept:
+            log.error("VQI_KERNEL_ROOT is not set (the recipe sets it to {kernel:rootPath}): "
+                      "no %s image can be trusted", kind)
+            return False
+        return kept_for_us(path, self.kept[kind], suffixes)
+
+    def _discard(self, message: Dict[str, Any]) -> None:
         """Delete the image Inference kept for a disagreement that will not be sent."""
         path = message.get("image_path")
-        if isinstance(path, str) and _kept_by_inference(path):
+        if isinstance(path, str) and self._kept(path, "disagreement", (".jpg",)):
             unlink_quietly(path)
 
     def _confirm(self, message: Dict[str, Any], archive: Dict[str, Any]) -> None:
