@@ -30,9 +30,11 @@ def build_components() -> None:
 
 
 @contextmanager
-def running_graph(root: Path) -> Iterator[Graph]:
-    """The graph RUNNING on `root`; stopped cleanly after the block, killed if it fails."""
-    graph = Graph(root)
+def running_graph(root: Path, merges: Dict[str, Dict[str, Any]] | None = None
+                  ) -> Iterator[Graph]:
+    """The graph RUNNING on `root` (with `merges` into components' configuration); stopped
+    cleanly after the block, killed if it fails."""
+    graph = Graph(root, merges)
     try:
         graph.start()
         wait(graph.ready, 1500, "the graph to be RUNNING")

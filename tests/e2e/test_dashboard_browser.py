@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -19,7 +20,7 @@ import pytest
 
 from vqitools.demo import dashboard_url
 
-from .line import build_components, drop, running_graph
+from .line import build_components, by_image, drop, running_graph
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -45,7 +46,10 @@ def line(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         pytest.skip(reason)
     build_components()
     root = tmp_path_factory.mktemp("dash") / "root"
-    with running_graph(root) as graph:
+    with socket.socket() as probe:  # a fixed port, as on a device: a restart comes back on it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with running_graph(root, {"com.example.vqi.Dashboard": {"Port": port}}) as graph:
         yield graph
 
 
@@ -202,3 +206,37 @@ def test_the_table_filters_by_verdict_and_pages(line: Any, browser: Any) -> None
     Select(browser.find_element("id", "f-verdict")).select_by_visible_text("OK")
     until(lambda: "(8 results)" in browser.find_element("id", "p-status").text, 20,
           "the OK filter")
+
+
+@pytest.mark.timeout(600)
+def test_after_the_dashboard_restarts_the_open_page_reconnects_and_still_sends(
+        line: Any, browser: Any) -> None:
+    import signal
+
+    _state, pid = line.state("com.example.vqi.Dashboard")
+    os.kill(pid, signal.SIGKILL)  # the nucleus restarts it: new process, new CSRF token
+    until(lambda: line.state("com.example.vqi.Dashboard")[0] == "RUNNING"
+          and line.state("com.example.vqi.Dashboard")[1] not in (None, pid), 120,
+          "the Dashboard restarted")
+    until(lambda: browser.find_element("id", "live-state").text == "live", 60,
+          "the page to reconnect")
+    names = drop(line.root / "inbox", "after")
+    until(lambda: set(live_ids(browser)) >= set(by_name(line.root, names)), 60,
+          "results after the restart, live")
+    browser.find_element("id", "f-refresh").click()
+    row = until(lambda: browser.find_element("css selector", "#table tr.row"), 30, "a row")
+    image_id = row.get_attribute("data-image-id")
+    row.click()
+    until(lambda: browser.find_element("id", "fb-confirm").is_enabled(), 20, "the buttons")
+    browser.find_element("id", "fb-confirm").click()  # with the old page's CSRF token first
+    until(lambda: "Confirm sent" in browser.find_element("id", "fb-sent").text, 20,
+          "the confirmation")
+    feedback = line.root / "cloud" / "s3" / BUCKET / "vqi" / "review" / "feedback"
+    until(lambda: next(iter(feedback.rglob(f"{image_id}.label.txt")), None), 60,
+          "the confirmation in the local bucket")
+
+
+def by_name(root: Path, names: list) -> list:
+    """The image ids Kinesis received for these camera files."""
+    found = by_image(root)
+    return [found[n]["image_id"] for n in names if n in found]

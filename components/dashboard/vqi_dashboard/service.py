@@ -309,7 +309,8 @@ class Dashboard(Idle):
     def info(self) -> Dict[str, Any]:
         return {"component": COMPONENT_NAME, "version": self.version, "thing_name": self.thing,
                 "lan": not self.cfg.loopback, "feedback_labels": list(FEEDBACK_LABELS),
-                "page_size_max": self.cfg.page_size_max}
+                "page_size_max": self.cfg.page_size_max,
+                "latest_defects": self.cfg.latest_defects}
 
     def summary(self) -> Dict[str, Any]:
         now = time.time()

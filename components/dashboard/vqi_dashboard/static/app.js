@@ -13,14 +13,25 @@ const SUMMARY_AFTER_RESULTS_MS = 2000; // counts follow a busy line every 2 s, n
 const LABELS = { confirm: "Confirm", false_alarm: "False alarm", missed_defect: "Missed defect" };
 
 // What the benchmark and the tests read: events received and rendered, and when.
-const stats = (window.__vqi = { events: 0, rendered: 0, lastEventAt: 0, lastRenderAt: 0,
-  lagMs: [] });
+const stats = (window.__vqi = { events: 0, rendered: 0, skipped: 0, lastEventAt: 0,
+  lastRenderAt: 0, lagMs: [] });
 
 async function api(path, options = {}) {
   const response = await fetch(path, { credentials: "same-origin", ...options });
   const body = await response.json().catch(() => ({ error: response.statusText }));
-  if (!response.ok) throw new Error(body.error || `${response.status}`);
+  if (!response.ok) {
+    const error = new Error(body.error || `${response.status}`);
+    error.status = response.status;
+    throw error;
+  }
   return body;
+}
+
+// Newest first, each image once (a result delivered again replaces its row).
+function merged(newer, older, limit) {
+  const seen = new Set();
+  return [...newer, ...older].filter((r) => !seen.has(r.image_id) && seen.add(r.image_id))
+    .slice(0, limit);
 }
 
 const pct = (x) => `${(100 * (x || 0)).toFixed(1)} %`;
@@ -70,28 +81,42 @@ function Hourly({ series }) {
 class Detail extends Component {
   constructor() {
     super();
-    this.state = { data: null, error: "", drawn: [], drawing: null, mode: "", sent: "" };
+    this.state = { data: null, error: "", drawn: [], drawing: null, mode: "", sent: "", sending: false };
+    this.asked = 0;
   }
 
   componentDidMount() { this.load(); }
 
   componentDidUpdate(previous) { if (previous.imageId !== this.props.imageId) this.load(); }
 
-  async load() {
-    this.setState({ data: null, error: "", drawn: [], drawing: null, mode: "", sent: "" });
+  async load(keep = {}) {
+    const ask = ++this.asked; // an older answer arriving late is dropped
+    this.setState({ data: null, error: "", drawn: [], drawing: null, mode: "", sent: "", ...keep });
     try {
-      this.setState({ data: await api(`/api/results/${encodeURIComponent(this.props.imageId)}`) });
-    } catch (e) { this.setState({ error: e.message }); }
+      const data = await api(`/api/results/${encodeURIComponent(this.props.imageId)}`);
+      if (ask === this.asked) this.setState({ data });
+    } catch (e) { if (ask === this.asked) this.setState({ error: e.message }); }
   }
 
   point(event) {
     const r = this.frame.getBoundingClientRect();
+    if (!r.width || !r.height) return null; // the image has not loaded
     return [Math.min(1, Math.max(0, (event.clientX - r.left) / r.width)),
       Math.min(1, Math.max(0, (event.clientY - r.top) / r.height))];
   }
 
-  down = (e) => { if (this.state.mode === "missed_defect") { e.preventDefault(); this.setState({ drawing: [this.point(e), this.point(e)] }); } };
-  move = (e) => { if (this.state.drawing) this.setState({ drawing: [this.state.drawing[0], this.point(e)] }); };
+  // Pointer events: a mouse, a pen, or a finger on the line's touchscreen.
+  down = (e) => {
+    const p = this.state.mode === "missed_defect" && this.point(e);
+    if (!p) return;
+    e.preventDefault();
+    e.currentTarget.setPointerCapture(e.pointerId);
+    this.setState({ drawing: [p, p] });
+  };
+  move = (e) => {
+    const p = this.state.drawing && this.point(e);
+    if (p) this.setState({ drawing: [this.state.drawing[0], p] });
+  };
   up = () => {
     const d = this.state.drawing;
     if (!d) return;
@@ -101,18 +126,19 @@ class Detail extends Component {
   };
 
   async send(label) {
+    if (this.state.sending) return; // one click, one feedback
+    this.setState({ sending: true, error: "" });
+    const body = { image_id: this.props.imageId, label };
+    if (label === "missed_defect") body.boxes = this.state.drawn;
     try {
-      const body = { image_id: this.props.imageId, label };
-      if (label === "missed_defect") body.boxes = this.state.drawn;
-      const answer = await api("/api/feedback", { method: "POST", body: JSON.stringify(body),
-        headers: { "Content-Type": "application/json", "X-CSRF-Token": this.props.csrf } });
-      this.setState({ sent: `${LABELS[label]} sent (${answer.feedback_id.slice(0, 8)})`, mode: "", error: "" });
+      const answer = await this.props.post(body);
       this.props.onFeedback(this.props.imageId, label);
-      this.load().then(() => this.setState({ sent: `${LABELS[label]} sent` }));
+      await this.load({ sent: `${LABELS[label]} sent (${answer.feedback_id.slice(0, 8)})` });
     } catch (e) { this.setState({ error: e.message }); }
+    this.setState({ sending: false });
   }
 
-  render({ imageId, close }, { data, error, drawn, drawing, mode, sent }) {
+  render({ imageId, close }, { data, error, drawn, drawing, mode, sent, sending }) {
     const row = data && data.row;
     const live = drawing ? [[Math.min(drawing[0][0], drawing[1][0]), Math.min(drawing[0][1], drawing[1][1]), Math.max(drawing[0][0], drawing[1][0]), Math.max(drawing[0][1], drawing[1][1])]] : [];
     return html`<div class="modal" onClick=${(e) => e.target.classList.contains("modal") && close()}>
@@ -120,8 +146,8 @@ class Detail extends Component {
         <header><h2>${imageId}</h2><button class="close" onClick=${close}>Close</button></header>
         ${error && html`<p class="error" id="detail-error">${error}</p>`}
         ${row && html`<div class="detail-body">
-          <div class="frame big" ref=${(el) => (this.frame = el)} onMouseDown=${this.down}
-            onMouseMove=${this.move} onMouseUp=${this.up} onMouseLeave=${this.up}>
+          <div class="frame big" ref=${(el) => (this.frame = el)} onPointerDown=${this.down}
+            onPointerMove=${this.move} onPointerUp=${this.up} onPointerCancel=${this.up}>
             ${data.image ? html`<img src=${`/api/images/${encodeURIComponent(imageId)}`} alt=${imageId} draggable="false" />`
               : html`<p class="gone">The image is no longer on this device.</p>`}
             <${Boxes} boxes=${row.boxes} drawn=${[...drawn, ...live]} />
@@ -133,10 +159,10 @@ class Detail extends Component {
             ${row.error && html`<p class="error">${row.error}</p>`}
             <h3>Operator feedback</h3>
             <div class="feedback">
-              <button id="fb-confirm" disabled=${!data.image} onClick=${() => this.send("confirm")}>Confirm</button>
-              <button id="fb-false-alarm" disabled=${!data.image} onClick=${() => this.send("false_alarm")}>False alarm</button>
+              <button id="fb-confirm" disabled=${!data.image || sending} onClick=${() => this.send("confirm")}>Confirm</button>
+              <button id="fb-false-alarm" disabled=${!data.image || sending} onClick=${() => this.send("false_alarm")}>False alarm</button>
               ${mode === "missed_defect"
-                ? html`<button id="fb-send-missed" onClick=${() => this.send("missed_defect")}>Send missed defect (${drawn.length} box${drawn.length === 1 ? "" : "es"})</button>
+                ? html`<button id="fb-send-missed" disabled=${sending} onClick=${() => this.send("missed_defect")}>Send missed defect (${drawn.length} box${drawn.length === 1 ? "" : "es"})</button>
                        <button onClick=${() => this.setState({ mode: "", drawn: [] })}>Cancel</button>`
                 : html`<button id="fb-missed" disabled=${!data.image} onClick=${() => this.setState({ mode: "missed_defect", drawn: [] })}>Missed defect…</button>`}
             </div>
@@ -155,11 +181,13 @@ class Table extends Component {
   constructor() {
     super();
     this.state = { verdict: "", camera: "", since: "", until: "", page: 1, pageSize: 25, data: null, error: "" };
+    this.asked = 0;
   }
 
-  componentDidMount() { this.load(); }
+  componentDidMount() { this.load({ pageSize: Math.min(25, this.props.maxPageSize) }); }
 
   async load(changes = {}) {
+    const ask = ++this.asked;
     const next = { ...this.state, ...changes };
     this.setState({ ...changes, error: "" });
     const q = new URLSearchParams({ page: next.page, page_size: next.pageSize });
@@ -168,13 +196,15 @@ class Table extends Component {
     if (next.since) q.set("since", new Date(next.since).toISOString());
     if (next.until) q.set("until", new Date(next.until).toISOString());
     try {
-      this.setState({ data: await api(`/api/results?${q}`) });
+      const data = await api(`/api/results?${q}`);
+      if (ask !== this.asked) return;
+      this.setState({ data });
       if (this.props.onLoaded) this.props.onLoaded();
     }
-    catch (e) { this.setState({ error: e.message }); }
+    catch (e) { if (ask === this.asked) this.setState({ error: e.message }); }
   }
 
-  render({ cameras, open, fresh }, { verdict, camera, since, until, page, pageSize, data, error }) {
+  render({ cameras, open, fresh, maxPageSize }, { verdict, camera, since, until, page, pageSize, data, error }) {
     const filter = (key) => (e) => this.load({ [key]: e.target.value, page: 1 });
     return html`<section class="panel wide" id="table">
       <h2>Results</h2>
@@ -186,7 +216,7 @@ class Table extends Component {
         <label>From <input id="f-since" type="datetime-local" value=${since} onChange=${filter("since")} /></label>
         <label>To <input id="f-until" type="datetime-local" value=${until} onChange=${filter("until")} /></label>
         <label>Rows <select id="f-size" value=${pageSize} onChange=${(e) => this.load({ pageSize: Number(e.target.value), page: 1 })}>
-          ${[10, 25, 50, 100].map((n) => html`<option key=${n} value=${n}>${n}</option>`)}</select></label>
+          ${[10, 25, 50, 100].filter((n) => n <= maxPageSize).map((n) => html`<option key=${n} value=${n}>${n}</option>`)}</select></label>
         <button type="submit" id="f-refresh">Refresh${fresh ? ` (${fresh} new)` : ""}</button>
       </form>
       ${error && html`<p class="error">${error}</p>`}
@@ -212,31 +242,76 @@ class App extends Component {
     this.summaryAt = 0;
   }
 
+  // The session (and its CSRF token) also in a field: setState applies later, a retry is now.
+  async session() {
+    this.info = await api("/api/session");
+    this.setState({ info: this.info });
+  }
+
   async componentDidMount() {
-    try {
-      const [info, recent] = await Promise.all([api("/api/session"),
-        api(`/api/results?page_size=${LIVE_ROWS}`)]);
-      this.setState({ info, live: recent.rows });
-    } catch (e) { this.setState({ error: e.message }); return; }
+    try { await this.session(); }
+    catch (e) { this.setState({ error: e.message }); return; }
     this.refresh();
     this.timer = setInterval(() => this.refresh(), SUMMARY_EVERY_MS);
     this.connect();
   }
 
+  // The live list, from the history: at each (re)connection and after a backlog overflow,
+  // so whatever arrived while the stream was down is not missing from it.
+  async reseed() {
+    const size = Math.min(LIVE_ROWS, this.info.page_size_max);
+    try {
+      const recent = await api(`/api/results?page_size=${size}`);
+      this.setState((s) => ({ live: merged(recent.rows, s.live, 2 * LIVE_ROWS)
+        .sort((a, b) => Date.parse(b.time) - Date.parse(a.time)).slice(0, LIVE_ROWS) }));
+    } catch (e) { this.setState({ error: e.message }); }
+  }
+
   connect() {
-    const source = new EventSource("/api/events");
-    source.onopen = () => this.setState({ connected: true });
-    source.onerror = () => this.setState({ connected: false });
+    const source = (this.source = new EventSource("/api/events"));
+    source.onopen = () => { this.setState({ connected: true }); this.reseed(); };
+    source.onerror = () => {
+      this.setState({ connected: false });
+      // A refused stream (restarted component: session gone; too many pages) is not retried
+      // by the browser: ask again for the session, log in again if it is gone.
+      if (source.readyState === EventSource.CLOSED) setTimeout(() => this.resume(), 2000);
+    };
     source.addEventListener("result", (e) => {
       stats.events += 1;
       stats.lastEventAt = performance.now();
       this.pending.push(JSON.parse(e.data));
+      if (this.pending.length > LIVE_ROWS) { // a hidden tab renders nothing: keep the newest
+        stats.skipped += this.pending.length - LIVE_ROWS;
+        this.pending.splice(0, this.pending.length - LIVE_ROWS);
+      }
       if (!this.frame) this.frame = requestAnimationFrame(() => this.flush());
     });
     source.addEventListener("alert", () => this.refresh());
     source.addEventListener("feedback", () => this.refresh());
-    source.addEventListener("reload", () => this.refresh());
+    source.addEventListener("reload", () => { this.reseed(); this.refresh(); });
   }
+
+  async resume() {
+    try {
+      await this.session();
+      this.connect();
+    } catch (e) {
+      if (e.status === 401) location.reload(); // the login page
+      else setTimeout(() => this.resume(), 5000);
+    }
+  }
+
+  // A feedback POST; a CSRF token from before a restart is refreshed once.
+  post = async (body) => {
+    const send = () => api("/api/feedback", { method: "POST", body: JSON.stringify(body),
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": this.info.csrf } });
+    try { return await send(); }
+    catch (e) {
+      if (e.status !== 403 || !/CSRF/.test(e.message)) throw e;
+      await this.session();
+      return send();
+    }
+  };
 
   flush() {
     this.frame = 0;
@@ -248,19 +323,22 @@ class App extends Component {
     const defects = batch.filter((r) => r.verdict === "DEFECT");
     this.setState((s) => {
       const summary = s.summary && defects.length
-        ? { ...s.summary, defects: [...defects, ...s.summary.defects].slice(0, s.summary.defects.length || 12) }
+        ? { ...s.summary, defects: merged(defects, s.summary.defects, this.info.latest_defects) }
         : s.summary;
-      return { live: [...batch, ...s.live].slice(0, LIVE_ROWS), summary, fresh: s.fresh + batch.length };
+      return { live: merged(batch, s.live, LIVE_ROWS), summary, fresh: s.fresh + batch.length };
     }, () => { stats.rendered += batch.length; stats.lastRenderAt = performance.now(); });
     if (performance.now() - this.summaryAt > SUMMARY_AFTER_RESULTS_MS) this.refresh();
   }
 
   async refresh() {
+    const ask = (this.asked = (this.asked || 0) + 1);
     this.summaryAt = performance.now();
     // The first page follows the line; a later page stays put while someone reads it.
     if (this.table && this.state.fresh && this.table.state.page === 1) this.table.load();
-    try { this.setState({ summary: await api("/api/summary"), error: "" }); }
-    catch (e) { this.setState({ error: e.message }); }
+    try {
+      const summary = await api("/api/summary");
+      if (ask === this.asked) this.setState({ summary, error: "" });
+    } catch (e) { if (ask === this.asked) this.setState({ error: e.message }); }
   }
 
   open = (imageId) => this.setState({ selected: imageId });
@@ -309,8 +387,9 @@ class App extends Component {
         </section>
       </div>
       <${Table} cameras=${s ? s.cameras : []} open=${this.open} fresh=${fresh}
+        maxPageSize=${info.page_size_max}
         onLoaded=${() => this.setState({ fresh: 0 })} ref=${(t) => (this.table = t)} />
-      ${selected && html`<${Detail} imageId=${selected} csrf=${info.csrf} close=${() => this.setState({ selected: null })}
+      ${selected && html`<${Detail} imageId=${selected} post=${this.post} close=${() => this.setState({ selected: null })}
         onFeedback=${() => this.table && this.table.load()} />`}
     </div>`;
   }
