@@ -355,25 +355,13 @@ class Uploader(Idle):
                                 challenger.image_height), keys["challenger"]),
             (json.dumps(message, separators=(",", ":"), ensure_ascii=False), keys["json"]),
         ]
-        try:
-            staged = self.staging.stage_files(handled_id, source, keys["image"], sidecars)
-        except FileNotFoundError:
-            self.metrics.count("review_missing_image")
-            log.warning("disagreement image %s is gone (%s)", item.image_id, source)
-            return None
         metadata = {"vqi-image-id": item.image_id, "vqi-reason": "disagreement",
                     "vqi-thing": thing, "vqi-champion": champion.verdict,
                     "vqi-challenger": challenger.verdict}
-        entries = self.tracker.new_entries(staged, cfg.s3_bucket, handled_id, metadata)
-        tasks = [task_payload(entry) for entry in entries]
-        self.tracker.record(entries)
-        for task in tasks:
-            append(self.results_link, cfg.export_stream, task)
-        self.handled.add(handled_id, {"review": True, "reason": "disagreement",
-                                      "s3_key": keys["image"], "s3_bucket": cfg.s3_bucket})
-        unlink_quietly(source)  # the staged copy is ours now
-        self.metrics.count("disagreements_staged")
-        return keys["image"]
+        sent = self._send_kept(handled_id, source, keys["image"], sidecars, metadata)
+        if sent:
+            self.metrics.count("disagreements_staged")
+        return sent
 
     def handle_feedback(self, message: Dict[str, Any]) -> Optional[str]:
         """Stage and export one operator feedback; returns its image's S3 key (None if not
@@ -402,24 +390,33 @@ class Uploader(Idle):
             (labels.operator_labels(item), keys["label"]),
             (json.dumps(message, separators=(",", ":"), ensure_ascii=False), keys["json"]),
         ]
-        try:
-            staged = self.staging.stage_files(handled_id, source, keys["image"], sidecars)
-        except FileNotFoundError:
-            self.metrics.count("review_missing_image")
-            log.warning("feedback image %s is gone (%s)", item.feedback_id, source)
-            return None
         metadata = {"vqi-image-id": item.image_id, "vqi-reason": "feedback",
                     "vqi-thing": thing, "vqi-label": item.label, "vqi-verdict": result.verdict}
+        sent = self._send_kept(handled_id, source, keys["image"], sidecars, metadata)
+        if sent:
+            self.metrics.count("feedback_staged")
+        return sent
+
+    def _send_kept(self, handled_id: str, source: str, image_key: str,
+                   sidecars: list, metadata: Dict[str, str]) -> Optional[str]:
+        """Stage an image another component kept for us (and its sidecars), export them,
+        remember `handled_id`, delete the kept image; the image's key, None if it is gone."""
+        cfg = self.cfg
+        try:
+            staged = self.staging.stage_files(handled_id, source, image_key, sidecars)
+        except FileNotFoundError:
+            self.metrics.count("review_missing_image")
+            log.warning("%s image is gone (%s)", handled_id, source)
+            return None
         entries = self.tracker.new_entries(staged, cfg.s3_bucket, handled_id, metadata)
         tasks = [task_payload(entry) for entry in entries]
         self.tracker.record(entries)
         for task in tasks:
             append(self.results_link, cfg.export_stream, task)
-        self.handled.add(handled_id, {"review": True, "reason": "feedback",
-                                      "s3_key": keys["image"], "s3_bucket": cfg.s3_bucket})
-        unlink_quietly(source)
-        self.metrics.count("feedback_staged")
-        return keys["image"]
+        self.handled.add(handled_id, {"review": True, "reason": metadata["vqi-reason"],
+                                      "s3_key": image_key, "s3_bucket": cfg.s3_bucket})
+        unlink_quietly(source)  # the staged copy is ours now
+        return image_key
 
     def _kept(self, path: str, kind: str, suffixes: Tuple[str, ...]) -> bool:
         if not self.kept:
