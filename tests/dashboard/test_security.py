@@ -195,6 +195,9 @@ def test_lan_mode_refuses_a_wrong_token_and_accepts_the_right_one(lan: Rig) -> N
             "Origin": f"http://127.0.0.1:{lan.port}"}
     status, _, _ = lan.request("POST", "/login", b"token=wrong-token-1234567890", form)
     assert status == 401
+    status, _, body = lan.request("POST", "/login", f"token={TOKEN}".encode(), form)
+    assert status == 429 and b"wait" in body  # right away after a wrong one: not even tried
+    time.sleep(1.1)
     status, _, _ = lan.request("GET", "/api/summary",
                                headers={"Cookie": "vqi_session=made-up"})
     assert status == 401

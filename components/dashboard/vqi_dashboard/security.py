@@ -25,6 +25,7 @@ from typing import Dict, Iterable, Mapping, Optional, Tuple
 SESSION_COOKIE = "vqi_session"
 SESSION_TTL_S = 12 * 3600  # one shift and a half
 MAX_SESSIONS = 256
+LOGIN_PAUSE_S = 1.0
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 # script and style only from this origin, no inline code, images from here or drawn (blob:),
@@ -78,6 +79,7 @@ class Guard:
         self.allowed_hosts = tuple(allowed_hosts)
         self._clock = clock
         self._sessions: Dict[str, Session] = {}
+        self._failed: Dict[str, float] = {}  # client address -> time of its last wrong token
         self._lock = threading.Lock()
         # Without a token (loopback), one CSRF token for every page of this process.
         self._open_csrf = secrets.token_urlsafe(32)
@@ -109,13 +111,21 @@ class Guard:
             raise Refused(421, f"this dashboard does not answer for host {host[:80]!r}")
 
     # -- sessions ------------------------------------------------------------------------------
-    def login(self, token: str) -> Tuple[str, Session]:
-        """A new session for the right token; Refused(401) otherwise."""
+    def login(self, token: str, client: str = "") -> Tuple[str, Session]:
+        """A new session for the right token; Refused(401) otherwise. After a wrong token the
+        same client address waits LOGIN_PAUSE_S (429), so guessing costs a second a try."""
         if self.token is None:
             raise Refused(400, "this dashboard has no token: no login needed")
-        if not same(token, self.token):
-            raise Refused(401, "wrong token")
         now = self._clock()
+        with self._lock:
+            if now - self._failed.get(client, float("-inf")) < LOGIN_PAUSE_S:
+                raise Refused(429, "wait a second after a wrong token")
+        if not same(token, self.token):
+            with self._lock:
+                if len(self._failed) >= MAX_SESSIONS:
+                    self._failed.clear()
+                self._failed[client] = now
+            raise Refused(401, "wrong token")
         sid = secrets.token_urlsafe(32)
         with self._lock:
             for key in [k for k, s in self._sessions.items() if s.expires < now]:

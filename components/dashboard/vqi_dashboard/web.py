@@ -338,7 +338,8 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/login":
             guard.check_post(self.headers, form=True)
             fields = parse_qs(self.body().decode("utf-8", "replace"), max_num_fields=5)
-            sid, _session = guard.login((fields.get("token") or [""])[-1])
+            sid, _session = guard.login((fields.get("token") or [""])[-1],
+                                        self.client_address[0])
             self.reply(303, {"ok": True}, extra={"Location": "/",
                                                  "Set-Cookie": guard.cookie(sid)})
             return
