@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import queue
+import re
 import threading
 import time
 import uuid
@@ -67,10 +68,8 @@ def parse_time(value: str, key: str) -> Optional[float]:
     """A filter bound: Unix seconds or ISO 8601 (no zone = UTC); Refused(400) otherwise."""
     if not value:
         return None
-    try:
+    if re.fullmatch(r"\d+(\.\d+)?", value):
         return float(value)
-    except ValueError:
-        pass
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

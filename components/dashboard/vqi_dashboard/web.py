@@ -9,6 +9,7 @@ goes on serving.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
@@ -171,10 +172,8 @@ class Server(ThreadingHTTPServer):
         with self._open_lock:
             connections = list(self._connections)
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):  # the client closed it first
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def _free_slot(self, client: str) -> None:
         with self._open_lock:
@@ -184,11 +183,9 @@ class Server(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._take_slot(client_address[0]):
-            try:
+            with contextlib.suppress(OSError):  # a client already gone needs no answer
                 request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
                                 b"Connection: close\r\n\r\n")
-            except OSError:
-                pass
             self.shutdown_request(request)
             return
         super().process_request(request, client_address)
@@ -392,8 +389,8 @@ class Handler(BaseHTTPRequestHandler):
                         f"event: {event}\ndata: {data}\n\n".encode("utf-8")
                         for event, data in batch))
                 self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError, OSError):
-            pass
+        except OSError as exc:  # the browser went away (or stopped reading): its stream ends
+            log.debug("live stream to %s ended: %s", self.address_string(), exc)
         finally:
             broadcaster.leave(client)
 
