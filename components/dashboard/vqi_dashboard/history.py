@@ -194,17 +194,14 @@ class History:
         where, args = filters.where()
         db = self._db()
         total = db.execute(f"SELECT COUNT(*) FROM results{where}", args).fetchone()[0]
+        # each row with its latest feedback label, in the one query
         rows = db.execute(
-            f"SELECT body FROM results{where} ORDER BY ts DESC, seq DESC LIMIT ? OFFSET ?",
+            "SELECT body, (SELECT label FROM feedback WHERE feedback.image_id = "
+            "results.image_id ORDER BY feedback.ts DESC LIMIT 1) AS feedback "
+            f"FROM results{where} ORDER BY ts DESC, seq DESC LIMIT ? OFFSET ?",
             [*args, limit, offset]).fetchall()
-        return total, [self._with_feedback(summary_row(json.loads(r["body"]))) for r in rows]
-
-    def _with_feedback(self, row: Dict[str, Any]) -> Dict[str, Any]:
-        label = self._db().execute(
-            "SELECT label FROM feedback WHERE image_id = ? ORDER BY ts DESC LIMIT 1",
-            (row["image_id"],)).fetchone()
-        row["feedback"] = label[0] if label else None
-        return row
+        return total, [{**summary_row(json.loads(r["body"])), "feedback": r["feedback"]}
+                       for r in rows]
 
     def result(self, image_id: str) -> Optional[Dict[str, Any]]:
         row = self._db().execute("SELECT body FROM results WHERE image_id = ?",

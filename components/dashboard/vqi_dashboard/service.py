@@ -195,22 +195,20 @@ class Dashboard(Idle):
 
     # -- IPC handlers (SDK threads) ------------------------------------------------------------
     def on_result(self, message: Any, topic: str) -> None:
-        try:
-            InspectionResult.from_dict(message)
-        except (MessageError, TypeError, ValueError) as exc:
-            self.metrics.count("invalid")
-            log.error("ignored a bad result on %s: %s", topic, exc)
-            return
-        self._queue("result", message)
+        self._checked("result", InspectionResult.from_dict, message, topic)
 
     def on_alert(self, message: Any, topic: str) -> None:
+        self._checked("alert", Alert.from_dict, message, topic)
+
+    def _checked(self, kind: str, parse: Any, message: Any, topic: str) -> None:
+        """Queue a message its dataclass accepts; a bad one is counted and logged, not kept."""
         try:
-            Alert.from_dict(message)
+            parse(message)
         except (MessageError, TypeError, ValueError) as exc:
             self.metrics.count("invalid")
-            log.error("ignored a bad alert on %s: %s", topic, exc)
+            log.error("ignored a bad %s on %s: %s", kind, topic, exc)
             return
-        self._queue("alert", message)
+        self._queue(kind, message)
 
     def on_metrics(self, message: Any, topic: str) -> None:
         if not isinstance(message, dict) or not isinstance(message.get("component"), str):
