@@ -48,6 +48,7 @@ class Limits:
     keep_image: bool = False  # keep the decoded original for annotation
     reduced_jpeg: bool = False  # decode large JPEGs at 1/2..1/8 scale (faster, not bit-exact)
     region: Optional[region.Region] = None  # InspectionRegion; None = the whole frame
+    find_part: bool = False  # PartFinder AUTO: cut each frame to the part found in it
     input_stats: bool = False  # measure brightness/contrast/sharpness (drift monitoring)
 
 
@@ -150,11 +151,8 @@ class Runner:
         """From a decoded image on: the region, letterbox and normalise into `buffer`.
         `orig_hw`: the frame's size when `image` was decoded at reduced scale."""
         t2 = time.perf_counter()
-        crop: Optional[region.Pixels] = None
-        seen = image
-        if limits.region is not None:
-            crop = region.pixels(limits.region, image.shape[:2])
-            seen = image[crop[1]:crop[3], crop[0]:crop[2]]
+        crop = region.crop(image, limits.region, limits.find_part)
+        seen = image if crop is None else image[crop[1]:crop[3], crop[0]:crop[2]]
         box = self.tensor(seen, buffer)
         stats = imagestats.measure(seen) if limits.input_stats else None
         t3 = time.perf_counter()

@@ -132,6 +132,7 @@ class Service(Idle):
         return Limits(eff.thresholds, eff.config.max_image_bytes, eff.config.max_image_pixels,
                       reduced_jpeg=eff.config.jpeg_reduced_decode,
                       region=region.parse(eff.config.inspection_region),
+                      find_part=eff.config.part_finder == "AUTO",
                       input_stats=self.monitor is not None,
                       # the challenger scores the image the champion decoded
                       keep_image=bool(eff.config.annotated_dir) or (
@@ -197,7 +198,7 @@ class Service(Idle):
         """Everything a configuration update can change about a verdict (and the gate's policy)."""
         limits = self._limits_of(eff)
         return (eff.thresholds, eff.thresholds.per_class.tolist(), eff.rules, limits.region,
-                limits.reduced_jpeg, limits.max_bytes, limits.max_pixels,
+                limits.find_part, limits.reduced_jpeg, limits.max_bytes, limits.max_pixels,
                 eff.config.acceptance_policy)
 
     def gate(self, eff: settings.Effective, trigger: str,
@@ -277,7 +278,8 @@ class Service(Idle):
     def _challenger_limits(self) -> Limits:
         eff = self.challenger_effective
         assert eff is not None
-        return Limits(eff.thresholds, region=region.parse(eff.config.inspection_region))
+        return Limits(eff.thresholds, region=region.parse(eff.config.inspection_region),
+                      find_part=eff.config.part_finder == "AUTO")
 
     def _challenger_result(self, outcome: Outcome) -> InspectionResult:
         challenger, eff = self.challenger, self.challenger_effective

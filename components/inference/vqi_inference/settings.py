@@ -93,6 +93,8 @@ class InferenceConfig:
     inspection_region: list = setting("InspectionRegion", [], _region,
                                       "must be [] (whole frame) or [x, y, width, height] as "
                                       "fractions of the frame that fit in it")
+    part_finder: str = setting("PartFinder", "OFF", lambda v: v in ("OFF", "AUTO"),
+                               "must be OFF or AUTO")
     # --- runtime (restart) --------------------------------------------------------------------
     intra_op_threads: int = setting("IntraOpThreads", 0, lambda v: v >= 0, ">= 0, 0 = auto")
     inference_threads: int = setting("InferenceThreads", 0, lambda v: 0 <= v <= 16,
@@ -116,6 +118,7 @@ LIVE_FIELDS = frozenset({
     "iot_core_metrics_topic", "iot_core_policy", "iot_core_qos", "confidence", "iou",
     "max_detections", "class_confidence", "agnostic_nms", "defect_rules", "annotated_dir",
     "max_image_bytes", "max_image_pixels", "jpeg_reduced_decode", "inspection_region",
+    "part_finder",
     "recent_ids", "alert_topic", "iot_core_alert_topic", "acceptance_policy", "drift_window",
     "drift_psi", "drift_sigmas", "drift_tolerance", "expected_defect_rate", "alert_interval_s",
     "challenger_rate", "challenger_topic", "iot_core_challenger_topic", "max_disagreement_images",

@@ -102,7 +102,8 @@ def _evaluate(a: argparse.Namespace) -> int:
 
     area = [float(v) for v in a.region.split(",")] if a.region else None
     res = evaluate_dir(Path(a.model_dir), Path(a.data), split=a.split, conf=a.conf, iou=a.iou,
-                       limit=a.limit, reduced_jpeg=a.reduced_jpeg, region=area)
+                       limit=a.limit, reduced_jpeg=a.reduced_jpeg, region=area,
+                       find_part=a.find_part)
     res["command"] = "scripts/model " + " ".join(sys.argv[1:])
     print(json.dumps(res, indent=2))
     if a.update_metrics:
@@ -112,6 +113,15 @@ def _evaluate(a: argparse.Namespace) -> int:
     if a.min_map50 is not None and (res["mAP50"] is None or res["mAP50"] < a.min_map50):
         print(f"mAP50 {res['mAP50']:.4f} is below the required {a.min_map50}", file=sys.stderr)
         return 4
+    return 0
+
+
+def _crop(a: argparse.Namespace) -> int:
+    from vqi_inference import region
+    from vqitools.model.crop import crop_dataset
+
+    fixed = region.parse([float(v) for v in a.region.split(",")]) if a.region else None
+    print(json.dumps(crop_dataset(Path(a.data), Path(a.out), fixed, a.find_part), indent=2))
     return 0
 
 
@@ -255,10 +265,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decode large JPEGs at reduced scale, as JpegReducedDecode does")
     v.add_argument("--region", default=None, metavar="X,Y,W,H",
                    help="InspectionRegion as the device applies it (fractions of the frame)")
+    v.add_argument("--find-part", action="store_true", help="PartFinder AUTO, as the device")
     v.add_argument("--min-map50", type=float, default=None, help="exit 4 if below")
     v.add_argument("--update-metrics", default=None, metavar="KEY",
                    help="store the result under model.json metrics.KEY (re-hashes nothing)")
     v.set_defaults(fn=_evaluate)
+
+    c = sub.add_parser("crop", help="cut a dataset as the device cuts frames (InspectionRegion, "
+                       "PartFinder), to train a model for that cut")
+    c.add_argument("--data", required=True, help="dataset YAML")
+    c.add_argument("--out", required=True)
+    c.add_argument("--region", default=None, metavar="X,Y,W,H",
+                   help="InspectionRegion (fractions of the frame)")
+    c.add_argument("--find-part", action="store_true", help="PartFinder AUTO")
+    c.set_defaults(fn=_crop)
 
     r = sub.add_parser("reference", help="drift reference statistics into model.json, from "
                        "validation images through the device's detection path")

@@ -179,26 +179,28 @@ def open_model(model_dir: Path, threads: int = 2) -> M.LoadedModel:
 
 def evaluation_limits(spec: M.ModelSpec, conf: float = EVAL_CONF, iou: float = EVAL_IOU,
                       max_det: int = EVAL_MAX_DET, reduced_jpeg: bool = False,
-                      region: tuple | None = None) -> Limits:
+                      region: tuple | None = None, find_part: bool = False) -> Limits:
     """The device's per-image limits with evaluation thresholds (one for every class)."""
     per_class = np.full(spec.num_classes, conf, np.float32)
     return Limits(Thresholds(per_class, iou=iou, max_detections=max_det),
                   max_bytes=1 << 30, max_pixels=1 << 30, reduced_jpeg=reduced_jpeg,
-                  region=region)
+                  region=region, find_part=find_part)
 
 
 def evaluate_model(loaded: M.LoadedModel, images: list[Path], conf: float = EVAL_CONF,
                    iou: float = EVAL_IOU, report_conf: float | None = None,
-                   reduced_jpeg: bool = False, region: tuple | None = None) -> dict:
+                   reduced_jpeg: bool = False, region: tuple | None = None,
+                   find_part: bool = False) -> dict:
     """Run the device path over labelled images; mAP plus operating-point and speed figures."""
     runner = Runner(loaded)
-    limits = evaluation_limits(loaded.spec, conf, iou, reduced_jpeg=reduced_jpeg, region=region)
+    limits = evaluation_limits(loaded.spec, conf, iou, reduced_jpeg=reduced_jpeg, region=region,
+                               find_part=find_part)
     buffer = runner.new_buffer()
     acc = Accumulator.new()
     report_conf = loaded.spec.confidence if report_conf is None else report_conf
     tp_at = fp_at = n_gt = 0
     img_ok = flagged = clean = clean_flagged = 0
-    infer_ms = 0.0
+    infer_ms = prep_ms = 0.0
     for p in images:
         outcome = runner.run_one(Job(p.name, str(p)), limits, buffer)
         if outcome.error is not None or outcome.detections is None or outcome.orig_hw is None:
@@ -207,6 +209,7 @@ def evaluate_model(loaded: M.LoadedModel, images: list[Path], conf: float = EVAL
         det = outcome.detections
         pb, ps, pc = det.boxes, det.scores, det.classes
         infer_ms += outcome.timings_ms.get("inference", 0.0)
+        prep_ms += outcome.timings_ms.get("preprocess", 0.0)
         gb, gc = read_yolo_labels(label_path(p), w, h)
         acc.add(pb, ps, pc, gb, gc)
         keep = ps > report_conf  # strictly above, as the device's own threshold
@@ -237,8 +240,10 @@ def evaluate_model(loaded: M.LoadedModel, images: list[Path], conf: float = EVAL
             "defect_free_flagged": clean_flagged},
         "eval_conf": conf, "eval_nms_iou": iou, "eval_max_det": EVAL_MAX_DET,
         "path": "vqi_inference Runner.run_one" + (" (JpegReducedDecode)" if reduced_jpeg else "")
-        + (f" (InspectionRegion {list(region)})" if region else ""),
+        + (f" (InspectionRegion {list(region)})" if region else "")
+        + (" (PartFinder AUTO)" if find_part else ""),
         "ms_per_image": round(infer_ms / max(len(images), 1), 2),
+        "preprocess_ms_per_image": round(prep_ms / max(len(images), 1), 2),
     }
 
 
@@ -250,9 +255,11 @@ def with_onnx(loaded: M.LoadedModel, onnx_path: Path, threads: int = 2) -> M.Loa
 
 def evaluate_dir(model_dir: Path, data_yaml: Path, split: str = "test", conf: float = EVAL_CONF,
                  iou: float = EVAL_IOU, limit: int | None = None,
-                 reduced_jpeg: bool = False, region: list[float] | None = None) -> dict:
+                 reduced_jpeg: bool = False, region: list[float] | None = None,
+                 find_part: bool = False) -> dict:
     """Evaluate an exported model folder (model.onnx + model.json) on a dataset split;
-    `region` is an InspectionRegion ([x, y, w, h] fractions), applied as the device does."""
+    `region` is an InspectionRegion ([x, y, w, h] fractions) and `find_part` the PartFinder,
+    applied as the device does."""
     loaded = open_model(model_dir)
     images = split_images(data_yaml, split)
     if limit:
@@ -260,7 +267,7 @@ def evaluate_dir(model_dir: Path, data_yaml: Path, split: str = "test", conf: fl
     if not images:
         raise ValueError(f"no images in split '{split}' of {data_yaml}")
     res = evaluate_model(loaded, images, conf, iou, reduced_jpeg=reduced_jpeg,
-                         region=inspection_region.parse(region or []))
+                         region=inspection_region.parse(region or []), find_part=find_part)
     res.update({"split": split, "data": str(Path(data_yaml).resolve()),
                 "model_sha256": loaded.spec.sha256, "runtime": "onnxruntime CPU"})
     rule = (yaml.safe_load(Path(data_yaml).read_text()) or {}).get("vqi_split")
