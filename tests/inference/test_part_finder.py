@@ -81,16 +81,23 @@ def test_no_part_in_the_frame_means_the_whole_frame_or_fixed_region_is_inspected
 def test_the_part_is_looked_for_inside_the_fixed_region() -> None:
     frame, tag = fixture_frame()
     wide = np.full((300, 900, 3), 235, np.uint8)
+    cv2.rectangle(wide, (10, 10), (440, 290), (90, 90, 90), -1)  # a larger decoy on the left
     wide[:, 450:] = frame  # the tag in the right half; a fixed region keeps to that half
+    assert region.find_part(wide)[0] < 450  # unfenced, the finder takes the decoy
     cut = region.crop(wide, (0.5, 0.0, 0.5, 1.0), True)
     assert cut is not None and cut[0] >= 450
     assert contains(cut, (tag[0] + 450, tag[1], tag[2] + 450, tag[3]))
 
 
-def test_a_grey_frame_is_searched_as_well_as_a_colour_one() -> None:
+def test_grey_and_single_channel_frames_are_searched_like_colour_ones() -> None:
     frame, tag = fixture_frame()
     grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-    assert region.find_part(grey) == region.find_part(frame)
+    assert region.find_part(grey) == region.find_part(grey[:, :, None]) == region.find_part(frame)
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (5, 400), (400, 5)])
+def test_a_frame_too_small_to_search_has_no_part(hw: tuple) -> None:
+    assert region.find_part(np.zeros((*hw, 3), np.uint8)) is None
 
 
 def test_a_large_frame_is_searched_at_the_same_place() -> None:
@@ -98,6 +105,7 @@ def test_a_large_frame_is_searched_at_the_same_place() -> None:
     big = cv2.resize(frame, (450 * 8, 300 * 8), interpolation=cv2.INTER_NEAREST)
     found = region.find_part(big)
     assert found is not None and contains(found, tuple(v * 8 for v in tag))
+    np.testing.assert_allclose(found, [v * 8 for v in region.find_part(frame)], atol=24)
 
 
 def test_part_finder_takes_only_off_or_auto_and_is_live() -> None:

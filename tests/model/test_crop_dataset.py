@@ -62,7 +62,20 @@ def test_the_cut_dataset_holds_the_device_cut_pixels_and_its_rule(tmp_path: Path
     x0, y0, x1, y1 = region.crop(frame, None, True)
     cut = cv2.imread(str(tmp_path / "cut" / "images" / "val" / "f1.png"))
     np.testing.assert_array_equal(cut, frame[y0:y1, x0:x1])  # lossless, the device's pixels
-    assert (tmp_path / "cut" / "labels" / "val" / "f1.txt").read_text().count("\n") == 1
+    (line,) = (tmp_path / "cut" / "labels" / "val" / "f1.txt").read_text().splitlines()
+    _, cx, cy, w, h = (float(v) for v in line.split())
+    cw, ch = x1 - x0, y1 - y0  # back in frame pixels: the scratch's box as labelled
+    assert [(cx - w / 2) * cw + x0, (cy - h / 2) * ch + y0, (cx + w / 2) * cw + x0,
+            (cy + h / 2) * ch + y0] == pytest.approx([118, 198, 332, 232], abs=0.01)
+
+
+def test_a_split_that_lists_several_folders_is_refused(tmp_path: Path) -> None:
+    data = yolo_dataset(tmp_path / "src")
+    spec = yaml.safe_load(data.read_text())
+    spec["train"] = ["images/train", "images/val"]
+    data.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match="list several folders"):
+        crop_dataset(data, tmp_path / "cut", None, True)
 
 
 def test_nothing_to_cut_is_refused(tmp_path: Path) -> None:

@@ -91,15 +91,16 @@ def find_part(image: np.ndarray) -> Optional[Pixels]:
     step = max(1, min(height, width) // (2 * FINDER_SIDE))  # a cheap first cut of huge frames
     grey = image[::step, ::step]
     if grey.ndim == 3:
-        grey = cv2.cvtColor(np.ascontiguousarray(grey), cv2.COLOR_BGR2GRAY)
+        grey = grey[:, :, 0] if grey.shape[2] == 1 else cv2.cvtColor(
+            np.ascontiguousarray(grey[:, :, :3]), cv2.COLOR_BGR2GRAY)
     scale = FINDER_SIDE / max(grey.shape)
     if scale < 1:
         size = (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale)))
         grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
-    grey = cv2.GaussianBlur(grey, (5, 5), 0)
-    h, w = grey.shape
+    h, w = grey.shape[:2]
     if min(h, w) < 8:
         return None
+    grey = cv2.GaussianBlur(grey, (5, 5), 0)
     level, _ = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     closing, opening = (cv2.getStructuringElement(
         cv2.MORPH_ELLIPSE, (max(3, round(f * min(h, w)) | 1),) * 2)

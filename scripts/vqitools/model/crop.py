@@ -51,7 +51,11 @@ def crop_dataset(data_yaml: Path, out: Path, fixed: Optional[region.Region],
     if fixed is None and not find_part:
         raise ValueError("nothing to cut: give a region, the part finder, or both")
     spec = yaml.safe_load(Path(data_yaml).read_text()) or {}
-    splits = [k for k in ("train", "val", "test", "clean") if isinstance(spec.get(k), str)]
+    splits = [k for k in ("train", "val", "test", "clean") if k in spec]
+    listed = [k for k in splits if not isinstance(spec[k], str)]
+    if listed:
+        raise ValueError(f"{data_yaml}: splits {listed} list several folders; cut each dataset "
+                         "on its own and list the cut folders in a new YAML")
     counts: dict = {}
     for split in splits:
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
