@@ -153,8 +153,11 @@ def test_recorded_test_metrics_are_what_the_model_scores_on_the_recorded_set(
     data = generate_dataset(tmp_path, seed, {"test": count}, jobs=2).data_yaml
     scored = evaluate_model(open_model(COMPONENT), split_images(data, "test"))
     assert (scored["images"], scored["instances"]) == (recorded["images"], recorded["instances"])
-    assert scored["mAP50"] == pytest.approx(recorded["mAP50"], abs=1e-4)
-    assert scored["mAP50-95"] == pytest.approx(recorded["mAP50-95"], abs=1e-4)
+    # The figure was recorded on another CPU. OpenCV (the generator's drawing and blur) and
+    # onnxruntime choose SIMD kernels per CPU, which moved it by 0.0006 / 0.0045 between two AMD
+    # EPYC machines (2026-12-02); another model is off by 0.03 or more (448 px: 0.05 mAP50-95).
+    assert scored["mAP50"] == pytest.approx(recorded["mAP50"], abs=0.01)
+    assert scored["mAP50-95"] == pytest.approx(recorded["mAP50-95"], abs=0.01)
 
 
 def test_export_parity_was_within_tolerance(meta: dict) -> None:
