@@ -34,14 +34,11 @@ def parse(value: Sequence[float]) -> Optional[Region]:
     return (x, y, w, h)
 
 
-def pixels(region: Region, hw: Tuple[int, int], clip: bool = False) -> Pixels:
-    """Whole pixels covering the region (outward rounding), at least one pixel; `clip` first
-    cuts a region that reaches past the frame to the frame."""
+def pixels(region: Region, hw: Tuple[int, int]) -> Pixels:
+    """Whole pixels covering the region (outward rounding), at least one pixel, inside the
+    frame (a region reaching past it is cut at its edge)."""
     height, width = hw
     x, y, w, h = region
-    if clip:
-        x, y = max(0.0, x), max(0.0, y)
-        w, h = min(1.0, region[0] + w) - x, min(1.0, region[1] + h) - y
     x0 = min(width - 1, max(0, math.floor(x * width)))
     y0 = min(height - 1, max(0, math.floor(y * height)))
     x1 = max(x0 + 1, min(width, math.ceil((x + w) * width - 1e-9)))
@@ -105,7 +102,7 @@ def find_part(image: np.ndarray) -> Optional[Pixels]:
     closing, opening = (cv2.getStructuringElement(
         cv2.MORPH_ELLIPSE, (max(3, round(f * min(h, w)) | 1),) * 2)
         for f in (FINDER_CLOSE, FINDER_OPEN))
-    best: Optional[Tuple[int, np.ndarray, Pixels, np.ndarray]] = None
+    best: Optional[Tuple[int, np.ndarray, np.ndarray]] = None  # area, blob, its closed mask
     for mask in (grey > level, grey <= level):
         closed = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, closing)
         opened = cv2.morphologyEx(closed, cv2.MORPH_OPEN, opening)
@@ -116,11 +113,11 @@ def find_part(image: np.ndarray) -> Optional[Pixels]:
             if edges == 4 or area < FINDER_MIN_AREA * h * w:
                 continue
             if best is None or area > best[0]:
-                best = (area, labels == i, (x, y, x + bw, y + bh), closed > 0)
+                best = (area, labels == i, closed > 0)
     if best is None:
         return None
     # the opening rounds off the part's corners: take back what lies within its reach
-    _, blob, _, closed = best
+    _, blob, closed = best
     blob = closed & (cv2.dilate(blob.astype(np.uint8), opening) > 0)
     ys, xs = np.nonzero(blob)
     x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
@@ -129,7 +126,7 @@ def find_part(image: np.ndarray) -> Optional[Pixels]:
     sx, sy = width / w, height / h
     return pixels(((x0 - mx) * sx / width, (y0 - my) * sy / height,
                    (x1 - x0 + 2 * mx) * sx / width, (y1 - y0 + 2 * my) * sy / height),
-                  (height, width), clip=True)
+                  (height, width))
 
 
 def _trim(blob: np.ndarray, box: Pixels, hw: Tuple[int, int]) -> Pixels:

@@ -100,9 +100,8 @@ def _quantize(a: argparse.Namespace) -> int:
 def _evaluate(a: argparse.Namespace) -> int:
     from vqitools.model.evaluate import evaluate_dir
 
-    area = [float(v) for v in a.region.split(",")] if a.region else None
     res = evaluate_dir(Path(a.model_dir), Path(a.data), split=a.split, conf=a.conf, iou=a.iou,
-                       limit=a.limit, reduced_jpeg=a.reduced_jpeg, region=area,
+                       limit=a.limit, reduced_jpeg=a.reduced_jpeg, region=a.region,
                        find_part=a.find_part)
     res["command"] = "scripts/model " + " ".join(sys.argv[1:])
     print(json.dumps(res, indent=2))
@@ -120,9 +119,20 @@ def _crop(a: argparse.Namespace) -> int:
     from vqi_inference import region
     from vqitools.model.crop import crop_dataset
 
-    fixed = region.parse([float(v) for v in a.region.split(",")]) if a.region else None
+    fixed = region.parse(a.region) if a.region else None
     print(json.dumps(crop_dataset(Path(a.data), Path(a.out), fixed, a.find_part), indent=2))
     return 0
+
+
+def _fractions(text: str) -> list[float]:
+    """--region X,Y,W,H -> four floats (region.parse checks that they fit the frame)."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected X,Y,W,H as numbers") from exc
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected four numbers X,Y,W,H")
+    return values
 
 
 def _reference(a: argparse.Namespace) -> int:
@@ -263,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--limit", type=int, default=None)
     v.add_argument("--reduced-jpeg", action="store_true",
                    help="decode large JPEGs at reduced scale, as JpegReducedDecode does")
-    v.add_argument("--region", default=None, metavar="X,Y,W,H",
+    v.add_argument("--region", default=None, metavar="X,Y,W,H", type=_fractions,
                    help="InspectionRegion as the device applies it (fractions of the frame)")
     v.add_argument("--find-part", action="store_true", help="PartFinder AUTO, as the device")
     v.add_argument("--min-map50", type=float, default=None, help="exit 4 if below")
@@ -275,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "PartFinder), to train a model for that cut")
     c.add_argument("--data", required=True, help="dataset YAML")
     c.add_argument("--out", required=True)
-    c.add_argument("--region", default=None, metavar="X,Y,W,H",
+    c.add_argument("--region", default=None, metavar="X,Y,W,H", type=_fractions,
                    help="InspectionRegion (fractions of the frame)")
     c.add_argument("--find-part", action="store_true", help="PartFinder AUTO")
     c.set_defaults(fn=_crop)
